@@ -1,0 +1,1 @@
+"""Train, evaluate and explain a dermoscopy skin-lesion classifier."""

@@ -1,0 +1,50 @@
+"""Checks of a composed config that Hydra's own type checks cannot make, run before any data is read."""
+
+import re
+
+from omegaconf import DictConfig, OmegaConf
+
+from skin_lightning.errors import UserError
+
+CHOICES = {
+    "data.layout": ("folder", "demo"),
+    "data.cache": ("memory", "none"),
+    "data.on_bad_image": ("error", "skip"),
+    "sampler.name": ("shuffle", "oversample"),
+    "loss.name": ("ce", "weighted_ce"),
+    "optim.name": ("sgd", "adamw"),
+    "optim.scheduler": ("none", "cosine"),
+}
+
+
+def _require(condition: bool, key: str, value, expected: str) -> None:
+    if not condition:
+        raise UserError(f"{key}={value} is invalid: expected {expected}")
+
+
+def check_config(cfg: DictConfig) -> None:
+    if OmegaConf.is_missing(cfg.data, "root"):
+        raise UserError(
+            "data.root is not set: pass data.root=/path/to/ISIC84by84 (a folder with Train/<CLASS>/ and "
+            "Test/<CLASS>/), or try the pipeline offline with experiment=demo"
+        )
+    for key, allowed in CHOICES.items():
+        value = OmegaConf.select(cfg, key)
+        _require(value in allowed, key, value, "one of " + ", ".join(allowed))
+    data = cfg.data
+    _require(0 <= data.val_fraction < 1, "data.val_fraction", data.val_fraction, "a number in [0, 1)")
+    _require(isinstance(data.image_size, int) and data.image_size >= 16, "data.image_size", data.image_size, "a whole number >= 16")
+    _require(isinstance(data.batch_size, int) and data.batch_size >= 1, "data.batch_size", data.batch_size, "a whole number >= 1")
+    workers = data.num_workers
+    _require(workers == "auto" or (isinstance(workers, int) and workers >= 0), "data.num_workers", workers, "auto or a whole number >= 0")
+    if cfg.sampler.name == "oversample":
+        _require(cfg.sampler.exponent >= 0, "sampler.exponent", cfg.sampler.exponent, "a number >= 0 (1 = inverse frequency)")
+    _require(cfg.optim.lr > 0, "optim.lr", cfg.optim.lr, "a positive number")
+    _require(0 <= cfg.optim.warmup_fraction < 1, "optim.warmup_fraction", cfg.optim.warmup_fraction, "a number in [0, 1)")
+    _require(0 <= cfg.loss.label_smoothing < 1, "loss.label_smoothing", cfg.loss.label_smoothing, "a number in [0, 1)")
+
+
+def run_name(override_dirname: str) -> str:
+    """A folder name from a job's overrides: readable in TensorBoard, no path separators."""
+    name = re.sub(r"[/\\:]+", "_", override_dirname).strip("_")
+    return name[:120] or "defaults"

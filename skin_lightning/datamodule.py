@@ -1,0 +1,154 @@
+"""Everything about images: layout, validation split, decoding, sampling and batch augmentation."""
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+
+from skin_lightning.augment import build_augmentation, to_model_input
+from skin_lightning.demo import make_demo_dataset
+from skin_lightning.images import decode_all, decode_image, default_workers, report_bad_images
+from skin_lightning.layouts import Layout, Samples, read_folder_layout
+from skin_lightning.split import stratified_split, write_split_csv
+
+log = logging.getLogger(__name__)
+
+
+class ImageSet(Dataset):
+    """Returns whole batches of uint8 NHWC images, labels and sample indices.
+
+    Implementing `__getitems__` lets a DataLoader fetch a batch with one fancy index into
+    the decoded store instead of one Python call per image.
+    """
+
+    def __init__(self, samples: Samples, size: int, images: np.ndarray | None):
+        self.samples = samples
+        self.size = size
+        self.images = images
+        self.labels = np.asarray(samples.labels, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        index = np.asarray(indices)
+        if self.images is not None:
+            pixels = self.images[index]
+        else:
+            pixels = np.stack([decode_image(self.samples.paths[i], self.size) for i in index])
+        return torch.from_numpy(pixels), torch.from_numpy(self.labels[index]), torch.from_numpy(index)
+
+    def __getitem__(self, index: int):
+        return self.__getitems__([index])
+
+
+def keep_batch(batch):
+    """The dataset already returns whole batches, so collation has nothing left to do."""
+    return batch
+
+
+def oversampler(labels: list[int], num_classes: int, exponent: float, seed: int) -> WeightedRandomSampler:
+    """Draw each image with weight count(class)^-exponent: 1.0 balances classes, 0.5 half-way."""
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    weights = counts[np.asarray(labels)] ** -exponent
+    generator = torch.Generator().manual_seed(seed)
+    return WeightedRandomSampler(torch.as_tensor(weights), num_samples=len(labels), replacement=True, generator=generator)
+
+
+class SkinDataModule(L.LightningDataModule):
+    def __init__(self, data: Mapping, augment: Mapping, sampler: Mapping, seed: int, output_dir: str | None = None):
+        super().__init__()
+        self.cfg = dict(data)
+        self.sampler_cfg = dict(sampler)
+        self.seed = seed
+        self.output_dir = Path(output_dir) if output_dir else None
+        self.augmentation = build_augmentation(augment)
+        self.root = Path(self.cfg["root"])
+        self.classes: list[str] = []
+        self.splits: dict[str, ImageSet] = {}
+
+    def prepare_data(self) -> None:
+        if self.cfg["layout"] == "demo":
+            make_demo_dataset(self.root, seed=0)
+
+    def read_layout(self) -> Layout:
+        if self.cfg["layout"] in ("folder", "demo"):
+            return read_folder_layout(self.root)
+        raise ValueError(f"unknown data.layout {self.cfg['layout']!r}")
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        layout = self.read_layout()
+        self.classes = layout.classes
+        kept, held = stratified_split(layout.train.labels, self.cfg["val_fraction"], self.seed)
+        samples = {"train": layout.train.subset(kept), "val": layout.train.subset(held), "test": layout.test}
+        samples = self._decode(samples)
+        if self.output_dir is not None:
+            write_split_csv(self.output_dir / "split.csv", samples, self.classes)
+        counts = {name: len(split) for name, split in samples.items()}
+        log.info("classes %s; images %s", ", ".join(self.classes), counts)
+
+    def _decode(self, samples: dict[str, Samples]) -> dict[str, Samples]:
+        size = self.cfg["image_size"]
+        bad = []
+        for name, split in samples.items():
+            if self.cfg["cache"] == "memory":
+                images, good, errors = decode_all(split.paths, size, desc=f"decoding {name}")
+                split = split.subset(np.flatnonzero(good))
+                bad += errors
+            else:
+                images = None
+            samples[name] = split
+            self.splits[name] = ImageSet(split, size, images)
+        listing = (self.output_dir or Path(".")) / "bad_images.tsv"
+        report_bad_images(bad, self.cfg["on_bad_image"], listing)
+        return samples
+
+    @property
+    def class_counts(self) -> list[int]:
+        return np.bincount(self.splits["train"].labels, minlength=len(self.classes)).tolist()
+
+    def samples(self, split: str) -> Samples:
+        return self.splits[split].samples
+
+    def _num_workers(self) -> int:
+        workers = self.cfg["num_workers"]
+        if workers == "auto":
+            return 0 if self.cfg["cache"] == "memory" else default_workers()
+        return int(workers)
+
+    def _loader(self, split: str, **kwargs) -> DataLoader:
+        workers = self._num_workers()
+        return DataLoader(
+            self.splits[split],
+            batch_size=self.cfg["batch_size"],
+            collate_fn=keep_batch,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=torch.cuda.is_available(),
+            **kwargs,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        train = self.splits["train"]
+        drop_last = len(train) > self.cfg["batch_size"]  # a last batch of one image breaks BatchNorm
+        if self.sampler_cfg["name"] == "oversample":
+            sampler = oversampler(train.samples.labels, len(self.classes), self.sampler_cfg["exponent"], self.seed)
+            return self._loader("train", sampler=sampler, drop_last=drop_last)
+        return self._loader("train", shuffle=True, drop_last=drop_last)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        images, labels, indices = batch
+        training = self.trainer is not None and self.trainer.training
+        return to_model_input(images, self.augmentation if training else None), labels, indices

@@ -1,0 +1,128 @@
+"""The network, its loss, optimiser and schedule, and the metrics of every stage."""
+
+import math
+from collections.abc import Mapping
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch import nn
+
+from skin_lightning.errors import UserError
+from skin_lightning.metrics import named_scalars, stage_metrics
+from skin_lightning.models import build_network
+from skin_lightning.reports import confusion_figure
+
+OPTIMIZERS = {"sgd": torch.optim.SGD, "adamw": torch.optim.AdamW}
+SCHEDULE_KEYS = ("name", "scheduler", "warmup_fraction")
+
+
+def class_weights(class_counts: list[int], loss: Mapping) -> torch.Tensor | None:
+    """count^-exponent per class for weighted_ce (1/count with the default exponent 1), else None."""
+    if loss["name"] == "ce":
+        return None
+    counts = np.asarray(class_counts, dtype=np.float64)
+    if (counts == 0).any():
+        raise UserError("loss=weighted_ce needs every class in the training split; a class has no training images")
+    return torch.as_tensor(counts ** -float(loss["weight_exponent"]), dtype=torch.float32)
+
+
+def warmup_cosine(total_steps: int, warmup_steps: int):
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+class SkinClassifier(L.LightningModule):
+    """Hyperparameters are plain containers so checkpoints load with torch.load(weights_only=True)."""
+
+    def __init__(self, classes: list[str], class_counts: list[int], model: dict, loss: dict, optim: dict):
+        super().__init__()
+        self.save_hyperparameters()
+        self.classes = list(classes)
+        self.net = build_network(model["arch"], len(classes), model["weights"], model["freeze_backbone"])
+        if model["channels_last"]:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        self.register_buffer("class_weights", class_weights(class_counts, loss))
+        # keys are prefixed: "train" would clash with nn.Module.train
+        self.metrics = nn.ModuleDict({f"{stage}_": stage_metrics(len(classes)) for stage in ("train", "val", "test")})
+        self.test_outputs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(images)
+
+    def _step(self, batch, stage: str):
+        images, labels, indices = batch
+        logits = self(images).float()
+        loss = F.cross_entropy(
+            logits, labels, weight=self.class_weights, label_smoothing=self.hparams.loss["label_smoothing"]
+        )
+        probs = logits.detach().softmax(dim=1)
+        self.metrics[f"{stage}_"].update(probs, labels)
+        self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, batch_size=len(labels), prog_bar=True)
+        return loss, probs, labels, indices
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train")[0]
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        _, probs, labels, indices = self._step(batch, "test")
+        self.test_outputs.append((probs.cpu(), labels.cpu(), indices.cpu()))
+
+    def on_test_epoch_start(self):
+        self.test_outputs = []
+
+    def _epoch_end(self, stage: str) -> None:
+        values = self.metrics[f"{stage}_"].compute()
+        self.metrics[f"{stage}_"].reset()
+        scalars = named_scalars(values, self.classes)
+        self.log_dict({f"{stage}/{name}": value for name, value in scalars.items()})
+        if stage != "train" and not self.trainer.sanity_checking:
+            self._log_confusion(stage, values["confusion_matrix"])
+
+    def _log_confusion(self, stage: str, matrix: torch.Tensor) -> None:
+        tensorboards = [logger for logger in self.loggers if isinstance(logger, TensorBoardLogger)]
+        if not tensorboards or self.global_rank != 0:
+            return
+        figure = confusion_figure(matrix.cpu().numpy(), self.classes, title=f"{stage}, epoch {self.current_epoch}")
+        for logger in tensorboards:
+            logger.experiment.add_figure(f"{stage}/confusion_matrix", figure, self.global_step)
+
+    def on_train_epoch_end(self):
+        self._epoch_end("train")
+
+    def on_validation_epoch_end(self):
+        self._epoch_end("val")
+
+    def on_test_epoch_end(self):
+        self._epoch_end("test")
+
+    def test_predictions(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Probabilities, true labels and dataset indices of the last test run, in loader order."""
+        probs, labels, indices = (torch.cat(parts).numpy() for parts in zip(*self.test_outputs))
+        return probs, labels, indices
+
+    def configure_optimizers(self):
+        settings = dict(self.hparams.optim)
+        if settings["name"] not in OPTIMIZERS:
+            raise UserError(f"optim.name={settings['name']} is not one of {', '.join(OPTIMIZERS)}")
+        parameters = [p for p in self.parameters() if p.requires_grad]
+        kwargs = {key: value for key, value in settings.items() if key not in SCHEDULE_KEYS}
+        optimizer = OPTIMIZERS[settings["name"]](parameters, **kwargs)
+        if settings["scheduler"] == "none":
+            return optimizer
+        if settings["scheduler"] != "cosine":
+            raise UserError(f"optim.scheduler={settings['scheduler']} is not one of none, cosine")
+        total = int(self.trainer.estimated_stepping_batches)
+        warmup = int(settings["warmup_fraction"] * total)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total, warmup))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

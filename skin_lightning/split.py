@@ -1,0 +1,34 @@
+"""The validation split held out from Train, so the model is chosen without looking at Test."""
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from skin_lightning.layouts import Samples
+
+
+def stratified_split(labels: list[int], fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Hold out `fraction` of every class (at least one image of any class with two or more)."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    held_out = []
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        count = int(round(fraction * len(members)))
+        if fraction > 0 and len(members) >= 2:
+            count = min(max(count, 1), len(members) - 1)
+        held_out.append(members[:count])
+    held = np.sort(np.concatenate(held_out)) if held_out else np.array([], dtype=int)
+    kept = np.setdiff1d(np.arange(len(labels)), held)
+    return kept, held
+
+
+def write_split_csv(path: Path, splits: dict[str, Samples], classes: list[str]) -> None:
+    """One row per image and the split it went to, so a run's data can be audited and reused."""
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "label", "split"])
+        for split, samples in splits.items():
+            for image, label in zip(samples.paths, samples.labels):
+                writer.writerow([str(image), classes[label], split])

@@ -1,0 +1,83 @@
+"""Entry point: compose the config, then datamodule -> module -> trainer -> fit -> test -> reports."""
+
+import logging
+from pathlib import Path
+
+import hydra
+import lightning as L
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import DictConfig, OmegaConf
+
+from skin_lightning.cli import CONFIG_DIR, reported
+from skin_lightning.config import check_config
+from skin_lightning.datamodule import SkinDataModule
+from skin_lightning.hardware import resolve_precision
+from skin_lightning.module import SkinClassifier
+from skin_lightning.reports import write_test_reports
+
+log = logging.getLogger(__name__)
+
+
+def _checkpoint_to_test(trainer: L.Trainer) -> str | None:
+    best = next((cb.best_model_path for cb in trainer.callbacks if isinstance(cb, ModelCheckpoint)), "")
+    if best:
+        return best
+    log.warning("no best checkpoint (validation was off or never ran): testing the last weights")
+    return None
+
+
+def train(cfg: DictConfig) -> dict:
+    check_config(cfg)
+    L.seed_everything(cfg.seed, workers=True)
+    output_dir = Path(cfg.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+
+    datamodule = SkinDataModule(cfg.data, cfg.augment, cfg.sampler, cfg.seed, output_dir)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    module = SkinClassifier(
+        classes=datamodule.classes,
+        class_counts=datamodule.class_counts,
+        **{key: OmegaConf.to_container(cfg[key], resolve=True) for key in ("model", "loss", "optim")},
+    )
+    callbacks = [instantiate(callback) for callback in cfg.callbacks.values()]
+    loggers = [instantiate(logger) for logger in cfg.logger.values()]
+    trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
+    trainer_args["precision"] = resolve_precision(trainer_args["precision"], trainer_args["accelerator"])
+    trainer = L.Trainer(**trainer_args, callbacks=callbacks, logger=loggers or False)
+
+    trainer.fit(module, datamodule=datamodule)
+    checkpoint = _checkpoint_to_test(trainer)
+    trainer.test(module, datamodule=datamodule, ckpt_path=checkpoint)
+
+    probs, labels, indices = module.test_predictions()
+    test_paths = datamodule.samples("test").paths
+    summary = write_test_reports(
+        output_dir,
+        probs,
+        labels,
+        [test_paths[i] for i in indices],
+        datamodule.classes,
+        extra={"checkpoint": checkpoint or "last weights", "precision": trainer_args["precision"]},
+    )
+    hparams = OmegaConf.to_container(cfg, resolve=True)
+    for key in ("callbacks", "logger", "output_dir"):
+        hparams.pop(key, None)
+    finals = {f"hparams/test_{name}": summary[name] for name in ("accuracy", "balanced_accuracy", "macro_f1", "auroc")}
+    for logger in loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.log_hyperparams(hparams, metrics=finals)
+    log.info("test balanced accuracy %.4f, accuracy %.4f; reports in %s", summary["balanced_accuracy"], summary["accuracy"], output_dir)
+    return summary
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+def main(cfg: DictConfig) -> None:
+    with reported(Path(cfg.output_dir)):
+        train(cfg)
+
+
+if __name__ == "__main__":
+    main()
