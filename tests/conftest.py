@@ -1,0 +1,43 @@
+"""Shared fixtures: the generated demo data, the real images when present, and config composition."""
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from skin_lightning.cli import CONFIG_DIR
+from skin_lightning.demo import make_demo_dataset
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+REAL_84 = SHARED_DATA / "isic84by84" / "Train"
+
+# Small enough for a CPU test: tiny images, two batches of each stage, no downloads.
+FAST = [
+    "model.weights=none",
+    "data.image_size=32",
+    "data.batch_size=8",
+    "trainer.accelerator=cpu",
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=2",
+    "trainer.limit_val_batches=2",
+    "trainer.num_sanity_val_steps=0",
+    "trainer.enable_progress_bar=false",
+    "trainer.log_every_n_steps=1",
+]
+
+
+def compose_train(overrides: list[str]):
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(config_name="train", overrides=overrides)
+
+
+@pytest.fixture(scope="session")
+def demo_root(tmp_path_factory) -> Path:
+    return make_demo_dataset(tmp_path_factory.mktemp("data") / "demo")
+
+
+@pytest.fixture
+def real_train() -> Path:
+    if not REAL_84.is_dir():
+        pytest.skip(f"real images not found at {REAL_84}")
+    return REAL_84
