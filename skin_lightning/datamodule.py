@@ -1,15 +1,17 @@
 """Everything about images: layout, validation split, decoding, sampling and batch augmentation."""
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from lightning.pytorch.utilities import rank_zero_only
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from skin_lightning.augment import build_augmentation, to_model_input
+from skin_lightning.callbacks import epoch_seed
 from skin_lightning.demo import make_demo_dataset
 from skin_lightning.images import decode_all, decode_image, default_workers, report_bad_images
 from skin_lightning.layouts import Layout, Samples, read_folder_layout
@@ -51,12 +53,35 @@ def keep_batch(batch):
     return batch
 
 
-def oversampler(labels: list[int], num_classes: int, exponent: float, seed: int) -> WeightedRandomSampler:
+class EpochWeightedSampler(Sampler[int]):
+    """Draws with replacement from fixed weights; an epoch's draws depend only on (seed, epoch).
+
+    torch's WeightedRandomSampler carries one generator from epoch to epoch, so a run resumed
+    from a checkpoint would draw other images than one never stopped. Lightning calls set_epoch
+    before every epoch, also through the DistributedSamplerWrapper that splits the draws
+    between ranks, so every rank sees the same draws and takes its own share of them.
+    """
+
+    def __init__(self, weights: np.ndarray, seed: int):
+        self.weights = torch.as_tensor(weights, dtype=torch.float64)
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.weights)
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
+        return iter(torch.multinomial(self.weights, len(self.weights), replacement=True, generator=generator).tolist())
+
+
+def oversampler(labels: list[int], num_classes: int, exponent: float, seed: int) -> EpochWeightedSampler:
     """Draw each image with weight count(class)^-exponent: 1.0 balances classes, 0.5 half-way."""
     counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
-    weights = counts[np.asarray(labels)] ** -exponent
-    generator = torch.Generator().manual_seed(seed)
-    return WeightedRandomSampler(torch.as_tensor(weights), num_samples=len(labels), replacement=True, generator=generator)
+    return EpochWeightedSampler(counts[np.asarray(labels)] ** -exponent, seed)
 
 
 class SkinDataModule(L.LightningDataModule):
@@ -88,7 +113,7 @@ class SkinDataModule(L.LightningDataModule):
         kept, held = stratified_split(layout.train.labels, self.cfg["val_fraction"], self.seed)
         samples = {"train": layout.train.subset(kept), "val": layout.train.subset(held), "test": layout.test}
         samples = self._decode(samples)
-        if self.output_dir is not None:
+        if self.output_dir is not None and rank_zero_only.rank == 0:
             write_split_csv(self.output_dir / "split.csv", samples, self.classes)
         counts = {name: len(split) for name, split in samples.items()}
         log.info("classes %s; images %s", ", ".join(self.classes), counts)
@@ -96,16 +121,15 @@ class SkinDataModule(L.LightningDataModule):
     def _decode(self, samples: dict[str, Samples]) -> dict[str, Samples]:
         size = self.cfg["image_size"]
         bad = []
+        cached = self.cfg["cache"] == "memory"
         for name, split in samples.items():
-            if self.cfg["cache"] == "memory":
-                images, good, errors = decode_all(split.paths, size, desc=f"decoding {name}")
-                split = split.subset(np.flatnonzero(good))
-                bad += errors
-            else:
-                images = None
+            # without a cache this pass only verifies, so a bad file stops the run before training
+            images, good, errors = decode_all(split.paths, size, desc=f"{'decoding' if cached else 'checking'} {name}", keep=cached)
+            split = split.subset(np.flatnonzero(good))
+            bad += errors
             samples[name] = split
             self.splits[name] = ImageSet(split, size, images)
-        listing = (self.output_dir or Path(".")) / "bad_images.tsv"
+        listing = (self.output_dir or Path(".")) / "bad_images.tsv" if rank_zero_only.rank == 0 else None
         report_bad_images(bad, self.cfg["on_bad_image"], listing)
         return samples
 

@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
 from skin_lightning.errors import UserError
@@ -21,16 +21,55 @@ class BadImageError(Exception):
         self.reason = reason
 
 
+# Smaller images cannot show a lesion; stretching them would feed the model flat colour.
+MIN_SIDE = 16
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Pillow's convert("RGB") is wrong for two kinds of file, so they are converted here.
+
+    16-bit grayscale would be clipped to 255 (a white image): it is scaled to 8 bits instead.
+    Transparent pixels hold arbitrary colour: they are composited onto black, the colour of
+    the corners that rotation augmentation fills, instead of showing whatever was stored.
+    """
+    if image.mode in SIXTEEN_BIT_MODES:
+        levels = np.clip(np.asarray(image, dtype=np.float64), 0, 65535)
+        return Image.fromarray(np.round(levels / 257).astype(np.uint8)).convert("RGB")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ALPHA_MODES:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGB", rgba.size)
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return image.convert("RGB")
+
+
+def _reason(path: Path, error: Exception) -> str:
+    if isinstance(error, UnidentifiedImageError):
+        return "empty file (0 bytes)" if path.stat().st_size == 0 else "not an image Pillow can identify"
+    return str(error) or type(error).__name__
+
+
 def decode_image(path: Path, size: int) -> np.ndarray:
     """An RGB (size, size, 3) uint8 array, upright as the camera's EXIF orientation says."""
     try:
         with Image.open(path) as image:
-            image = ImageOps.exif_transpose(image).convert("RGB")
+            width, height = image.size
+            if Image.MAX_IMAGE_PIXELS and width * height > Image.MAX_IMAGE_PIXELS:
+                raise BadImageError(
+                    path, f"{width}x{height} pixels, over Pillow's decompression-bomb limit of {Image.MAX_IMAGE_PIXELS}"
+                )
+            if min(width, height) < MIN_SIDE:
+                raise BadImageError(path, f"{width}x{height} pixels, too small to show a lesion (at least {MIN_SIDE}x{MIN_SIDE})")
+            image = _to_rgb(ImageOps.exif_transpose(image))
             if image.size != (size, size):
                 image = image.resize((size, size), Image.Resampling.BILINEAR)
             return np.asarray(image, dtype=np.uint8)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
-        raise BadImageError(path, str(error) or type(error).__name__) from error
+        raise BadImageError(path, _reason(path, error)) from error
 
 
 def default_workers() -> int:
@@ -38,38 +77,48 @@ def default_workers() -> int:
 
 
 def decode_all(
-    paths: list[Path], size: int, workers: int | None = None, desc: str = "decoding"
-) -> tuple[np.ndarray, np.ndarray, list[BadImageError]]:
+    paths: list[Path], size: int, workers: int | None = None, desc: str = "decoding", keep: bool = True
+) -> tuple[np.ndarray | None, np.ndarray, list[BadImageError]]:
     """Decode every file once, in parallel threads (Pillow releases the GIL while decoding).
 
-    Returns the images of the files that decoded, a mask of which files those were, and the
+    Returns the images of the files that decoded (None with keep=False: a verification pass
+    when images are decoded again every batch), a mask of which files those were, and the
     errors of the others, so callers drop exactly the same entries from their labels.
     """
-    store = np.empty((len(paths), size, size, 3), dtype=np.uint8)
+    store = np.empty((len(paths), size, size, 3), dtype=np.uint8) if keep else None
     bad: list[BadImageError] = []
     good = np.ones(len(paths), dtype=bool)
 
     def decode_into(index: int) -> None:
         try:
-            store[index] = decode_image(paths[index], size)
+            pixels = decode_image(paths[index], size)
         except BadImageError as error:
             bad.append(error)
             good[index] = False
+            return
+        if store is not None:
+            store[index] = pixels
 
     with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool:
         for _ in tqdm(pool.map(decode_into, range(len(paths))), total=len(paths), desc=desc, unit="img", mininterval=2.0):
             pass
-    return (store if good.all() else store[good]), good, bad
+    if store is None or good.all():
+        return store, good, bad
+    return store[good], good, bad
 
 
-def report_bad_images(bad: list[BadImageError], policy: str, listing: Path) -> None:
-    """Stop with the whole list (policy "error") or record it and go on without them ("skip")."""
+def report_bad_images(bad: list[BadImageError], policy: str, listing: Path | None) -> None:
+    """Stop with the whole list (policy "error") or record it and go on without them ("skip").
+
+    `listing` is None on the ranks of a multi-process run that must not write the same file.
+    """
     if not bad:
         return
     lines = sorted(f"{error.path}\t{error.reason}" for error in bad)
     if policy == "skip":
-        listing.write_text("path\treason\n" + "\n".join(lines) + "\n")
-        log.warning("skipped %d unreadable images, listed in %s", len(bad), listing)
+        if listing is not None:
+            listing.write_text("path\treason\n" + "\n".join(lines) + "\n")
+        log.warning("skipped %d unreadable images, listed in %s", len(bad), listing or "the first rank's run directory")
         return
     shown = "\n  ".join(lines[:20]) + (f"\n  ... and {len(lines) - 20} more" if len(lines) > 20 else "")
     raise UserError(

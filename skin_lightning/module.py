@@ -65,7 +65,7 @@ class SkinClassifier(L.LightningModule):
         )
         probs = logits.detach().softmax(dim=1)
         self.metrics[f"{stage}_"].update(probs, labels)
-        self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, batch_size=len(labels), prog_bar=True)
+        self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, batch_size=len(labels), prog_bar=True, sync_dist=True)
         return loss, probs, labels, indices
 
     def training_step(self, batch, batch_idx):
@@ -105,9 +105,17 @@ class SkinClassifier(L.LightningModule):
 
     def on_test_epoch_end(self):
         self._epoch_end("test")
+        outputs = [torch.cat(parts) for parts in zip(*self.test_outputs)]
+        if self.trainer.world_size > 1:
+            # every rank tested its own share, padded with repeats to equal sizes: gather them all
+            outputs = [self.all_gather(part.to(self.device)).flatten(0, 1).cpu() for part in outputs]
+        probs, labels, indices = outputs
+        _, first = np.unique(indices.numpy(), return_index=True)
+        keep = torch.from_numpy(first)
+        self.test_outputs = [(probs[keep], labels[keep], indices[keep])]
 
     def test_predictions(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Probabilities, true labels and dataset indices of the last test run, in loader order."""
+        """Probabilities, true labels and dataset indices of the last test run: each image once, by index."""
         probs, labels, indices = (torch.cat(parts).numpy() for parts in zip(*self.test_outputs))
         return probs, labels, indices
 

@@ -10,6 +10,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
+from skin_lightning.callbacks import ReseedEveryEpoch, StopOnNonFiniteLoss
+from skin_lightning.checkpoints import AtomicCheckpointIO, resume_path
 from skin_lightning.cli import CONFIG_DIR, reported
 from skin_lightning.config import check_config
 from skin_lightning.datamodule import SkinDataModule
@@ -28,10 +30,18 @@ def _checkpoint_to_test(trainer: L.Trainer) -> str | None:
     return None
 
 
+def _best_validation_score(trainer: L.Trainer) -> float | None:
+    """The checkpoint callback's best val/balanced_accuracy; None when validation never ran."""
+    score = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
+    return None if score is None else float(score)
+
+
 def train(cfg: DictConfig) -> dict:
     check_config(cfg)
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.output_dir)
+    checkpoint_dir = OmegaConf.select(cfg, "callbacks.checkpoint.dirpath", default=str(output_dir / "checkpoints"))
+    resume = resume_path(cfg.resume, Path(checkpoint_dir))
     output_dir.mkdir(parents=True, exist_ok=True)
 
     datamodule = SkinDataModule(cfg.data, cfg.augment, cfg.sampler, cfg.seed, output_dir)
@@ -46,11 +56,18 @@ def train(cfg: DictConfig) -> dict:
     loggers = [instantiate(logger) for logger in cfg.logger.values()]
     trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer_args["precision"] = resolve_precision(trainer_args["precision"], trainer_args["accelerator"])
-    trainer = L.Trainer(**trainer_args, callbacks=callbacks, logger=loggers or False)
+    trainer = L.Trainer(
+        **trainer_args,
+        callbacks=[ReseedEveryEpoch(cfg.seed), StopOnNonFiniteLoss(), *callbacks],
+        logger=loggers or False,
+        plugins=[AtomicCheckpointIO()],
+    )
 
-    trainer.fit(module, datamodule=datamodule)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
     checkpoint = _checkpoint_to_test(trainer)
     trainer.test(module, datamodule=datamodule, ckpt_path=checkpoint)
+    if not trainer.is_global_zero:
+        return {}
 
     probs, labels, indices = module.test_predictions()
     test_paths = datamodule.samples("test").paths
@@ -60,7 +77,11 @@ def train(cfg: DictConfig) -> dict:
         labels,
         [test_paths[i] for i in indices],
         datamodule.classes,
-        extra={"checkpoint": checkpoint or "last weights", "precision": trainer_args["precision"]},
+        extra={
+            "checkpoint": checkpoint or "last weights",
+            "precision": trainer_args["precision"],
+            "val_balanced_accuracy": _best_validation_score(trainer),
+        },
     )
     hparams = OmegaConf.to_container(cfg, resolve=True)
     for key in ("callbacks", "logger", "output_dir"):
@@ -74,9 +95,10 @@ def train(cfg: DictConfig) -> dict:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> float | None:
+    """Returns the best validation balanced accuracy: the number a hyperparameter search maximizes."""
     with reported(Path(cfg.output_dir)):
-        train(cfg)
+        return train(cfg).get("val_balanced_accuracy")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,8 @@
 """Shared fixtures: the generated demo data, the real images when present, and config composition."""
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -41,3 +44,16 @@ def real_train() -> Path:
     if not REAL_84.is_dir():
         pytest.skip(f"real images not found at {REAL_84}")
     return REAL_84
+
+
+def run_train(overrides: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`python -m skin_lightning.train` in a fresh process, with this checkout and tests/probes.py importable."""
+    return subprocess.run(
+        [sys.executable, "-m", "skin_lightning.train", *overrides],
+        cwd=cwd, env=train_env(), capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def train_env() -> dict:
+    repo = Path(__file__).resolve().parents[1]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), str(repo / "tests")]), "HYDRA_FULL_ERROR": "0"}

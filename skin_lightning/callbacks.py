@@ -1,0 +1,48 @@
+"""Lightning callbacks that make a long run repeatable and stop it before it wastes a week.
+
+Lightning's checkpoints do not hold the random number generators' states, so a run resumed
+from `last.ckpt` would draw different augmentations from an uninterrupted one. Seeding every
+epoch from (seed, epoch, rank) instead makes an epoch's randomness independent of what ran
+before it in this process: a resumed run repeats the lost epoch exactly.
+"""
+
+import random
+
+import lightning as L
+import numpy as np
+import torch
+
+from skin_lightning.errors import UserError
+
+
+def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
+    """A well-mixed 32-bit seed for one epoch of one rank (seed + epoch would overlap across runs)."""
+    return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
+
+
+class ReseedEveryEpoch(L.Callback):
+    """Seeds torch, numpy and random at the start of every training epoch, before its batches are drawn."""
+
+    def __init__(self, seed: int):
+        self.seed = seed
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        seed = epoch_seed(self.seed, trainer.current_epoch, trainer.global_rank)
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+class StopOnNonFiniteLoss(L.Callback):
+    """Stops before a NaN or infinite loss reaches the weights, so `last.ckpt` stays the last good state."""
+
+    def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor) -> None:
+        if torch.isfinite(loss).all():
+            return
+        saved = trainer.checkpoint_callback.last_model_path if trainer.checkpoint_callback else ""
+        kept = f"the last good checkpoint is {saved}" if saved else "no checkpoint had been saved yet"
+        raise UserError(
+            f"the training loss became {loss.item()} at epoch {trainer.current_epoch}, step {trainer.global_step}: "
+            f"stopped; {kept}. Lower optim.lr or set trainer.gradient_clip_val, then continue with resume=auto "
+            "in the same run directory"
+        )

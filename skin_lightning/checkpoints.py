@@ -1,0 +1,103 @@
+"""Reading and writing checkpoints: nothing but tensors and plain containers is ever unpickled,
+and a crash while writing never leaves a half-written file where a good one was.
+
+Every entry point that reads a checkpoint (resuming, evaluate, predict, export) goes through
+`load_checkpoint`, so a file from an untrusted source cannot run code on the user's machine.
+"""
+
+import logging
+import os
+import pickle
+import tempfile
+from pathlib import Path
+
+import torch
+from lightning.fabric.utilities.types import _PATH
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from skin_lightning.errors import UserError
+from skin_lightning.module import SkinClassifier
+
+log = logging.getLogger(__name__)
+
+LAST = "last.ckpt"
+
+
+def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    """A Lightning checkpoint read with torch.load(weights_only=True); UserError if it is missing,
+    unreadable, or carries pickled objects that could run code."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        reason = next((line.strip() for line in str(error).splitlines() if "Unsupported global" in line), "")
+        raise UserError(
+            f"refused to load {path}: it holds pickled Python objects beyond tensors and plain containers, "
+            f"which could run code while loading{f' ({reason})' if reason else ''}. Only load checkpoints "
+            "written by skin_lightning.train, or ask their author for one saved with plain hyperparameters"
+        ) from error
+    except (RuntimeError, EOFError, OSError) as error:
+        raise UserError(f"{path} is not a readable PyTorch checkpoint (truncated or another format): {error}") from error
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise UserError(f"{path} is not a Lightning checkpoint: it has no state_dict")
+    return checkpoint
+
+
+def load_classifier(path: str | Path, map_location="cpu") -> SkinClassifier:
+    """The trained SkinClassifier of a checkpoint, in eval mode, with its class names in `.classes`."""
+    checkpoint = load_checkpoint(path, map_location)
+    hparams = checkpoint.get("hyper_parameters") or {}
+    if "classes" not in hparams:
+        raise UserError(f"{path} was not written by skin_lightning.train: its hyperparameters have no class names")
+    # the checkpoint holds the trained weights: never download ImageNet ones to overwrite them
+    module = SkinClassifier(**{**hparams, "model": {**hparams["model"], "weights": "none"}})
+    module.load_state_dict(checkpoint["state_dict"])
+    return module.eval()
+
+
+def resume_path(resume: str | None, checkpoint_dir: Path) -> str | None:
+    """`resume` is null (start fresh), auto (this run directory's last.ckpt when it exists) or a file."""
+    if resume in (None, "none"):
+        return None
+    if resume == "auto":
+        last = Path(checkpoint_dir) / LAST
+        if last.is_file():
+            log.info("resuming from %s", last)
+            return str(last)
+        log.info("resume=auto: no %s yet, starting from scratch", last)
+        return None
+    if not Path(resume).is_file():
+        raise UserError(
+            f"resume={resume}: no such checkpoint; use resume=auto with hydra.run.dir=<the run directory> "
+            "or the path of a .ckpt file"
+        )
+    return str(resume)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes each checkpoint to a temporary file beside it and renames it into place once on disk,
+    and reads checkpoints through `load_checkpoint`, so resuming is as safe as evaluating."""
+
+    def save_checkpoint(self, checkpoint: dict, path: _PATH, storage_options=None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(handle, "wb") as file:
+                torch.save(checkpoint, file)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)  # the rename itself survives a power cut
+        finally:
+            os.close(directory)
+
+    def load_checkpoint(self, path: _PATH, map_location=None, weights_only: bool | None = None) -> dict:
+        return load_checkpoint(path, map_location)

@@ -1,0 +1,50 @@
+"""Test-only Lightning callbacks, added to a run with `+callbacks.NAME._target_=probes.CLASS`."""
+
+import json
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+
+
+class PauseAt(L.Callback):
+    """Writes `marker` and waits at one training batch, so a test can SIGKILL the run exactly there."""
+
+    def __init__(self, epoch: int, batch: int, marker: str):
+        self.epoch, self.batch, self.marker = epoch, batch, Path(marker)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if (trainer.current_epoch, batch_idx) == (self.epoch, self.batch):
+            self.marker.write_text(str(trainer.global_step))
+            while True:
+                time.sleep(1)
+
+
+class PoisonAt(L.Callback):
+    """Makes every weight NaN at one training batch, so the loss of that batch is not finite."""
+
+    def __init__(self, epoch: int, batch: int):
+        self.epoch, self.batch = epoch, batch
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if (trainer.current_epoch, batch_idx) == (self.epoch, self.batch):
+            with torch.no_grad():
+                for parameter in pl_module.parameters():
+                    parameter.fill_(float("nan"))
+
+
+class RecordRank(L.Callback):
+    """Each rank writes the dataset indices it trained on and the metrics it ended with."""
+
+    def __init__(self, folder: str):
+        self.folder = Path(folder)
+        self.indices: list[int] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.indices += batch[2].tolist()
+
+    def on_test_end(self, trainer, pl_module):
+        metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
+        record = {"rank": trainer.global_rank, "world_size": trainer.world_size, "indices": self.indices, "metrics": metrics}
+        (self.folder / f"rank{trainer.global_rank}.json").write_text(json.dumps(record))
