@@ -32,7 +32,7 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
-        reason = next((line.strip() for line in str(error).splitlines() if "Unsupported global" in line), "")
+        reason = next((line.strip() for line in str(error).splitlines() if "GLOBAL" in line), "").rstrip(".")
         raise UserError(
             f"refused to load {path}: it holds pickled Python objects beyond tensors and plain containers, "
             f"which could run code while loading{f' ({reason})' if reason else ''}. Only load checkpoints "

@@ -53,35 +53,38 @@ def keep_batch(batch):
     return batch
 
 
-class EpochWeightedSampler(Sampler[int]):
-    """Draws with replacement from fixed weights; an epoch's draws depend only on (seed, epoch).
+class EpochSampler(Sampler[int]):
+    """A new order (or, with weights, new draws with replacement) every epoch, from (seed, epoch) alone.
 
-    torch's WeightedRandomSampler carries one generator from epoch to epoch, so a run resumed
-    from a checkpoint would draw other images than one never stopped. Lightning calls set_epoch
-    before every epoch, also through the DistributedSamplerWrapper that splits the draws
-    between ranks, so every rank sees the same draws and takes its own share of them.
+    torch's RandomSampler and WeightedRandomSampler carry their random state from epoch to epoch,
+    so a run resumed from a checkpoint would see other images than one never stopped. Lightning
+    calls set_epoch before every epoch, also through the DistributedSamplerWrapper that splits
+    the sequence between ranks, so every rank computes the same sequence and takes its own share.
     """
 
-    def __init__(self, weights: np.ndarray, seed: int):
-        self.weights = torch.as_tensor(weights, dtype=torch.float64)
+    def __init__(self, size: int, seed: int, weights: np.ndarray | None = None):
+        self.size = size
         self.seed = seed
+        self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return len(self.weights)
+        return self.size
 
     def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
-        return iter(torch.multinomial(self.weights, len(self.weights), replacement=True, generator=generator).tolist())
+        if self.weights is None:
+            return iter(torch.randperm(self.size, generator=generator).tolist())
+        return iter(torch.multinomial(self.weights, self.size, replacement=True, generator=generator).tolist())
 
 
-def oversampler(labels: list[int], num_classes: int, exponent: float, seed: int) -> EpochWeightedSampler:
+def oversampler(labels: list[int], num_classes: int, exponent: float, seed: int) -> EpochSampler:
     """Draw each image with weight count(class)^-exponent: 1.0 balances classes, 0.5 half-way."""
     counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
-    return EpochWeightedSampler(counts[np.asarray(labels)] ** -exponent, seed)
+    return EpochSampler(len(labels), seed, counts[np.asarray(labels)] ** -exponent)
 
 
 class SkinDataModule(L.LightningDataModule):
@@ -155,6 +158,8 @@ class SkinDataModule(L.LightningDataModule):
             num_workers=workers,
             persistent_workers=workers > 0,
             pin_memory=torch.cuda.is_available(),
+            # the loader's own seed draw then leaves the global generator, which augmentation uses, alone
+            generator=torch.Generator().manual_seed(self.seed),
             **kwargs,
         )
 
@@ -163,8 +168,9 @@ class SkinDataModule(L.LightningDataModule):
         drop_last = len(train) > self.cfg["batch_size"]  # a last batch of one image breaks BatchNorm
         if self.sampler_cfg["name"] == "oversample":
             sampler = oversampler(train.samples.labels, len(self.classes), self.sampler_cfg["exponent"], self.seed)
-            return self._loader("train", sampler=sampler, drop_last=drop_last)
-        return self._loader("train", shuffle=True, drop_last=drop_last)
+        else:
+            sampler = EpochSampler(len(train), self.seed)
+        return self._loader("train", sampler=sampler, drop_last=drop_last)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val")

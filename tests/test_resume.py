@@ -1,0 +1,95 @@
+"""Interruption and repeatability: SIGKILL and resume, same seed twice, crash-safe saving, NaN losses."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from conftest import FAST, compose_train, run_train, train_env
+
+from skin_lightning.checkpoints import AtomicCheckpointIO, load_checkpoint
+from skin_lightning.errors import UserError
+from skin_lightning.train import train
+
+# Two epochs of three batches: the oversampler, augmentation and a cosine schedule all draw or change per step.
+TWO_EPOCHS = [*FAST, "experiment=demo", "trainer.max_epochs=2", "trainer.limit_train_batches=3", "trainer.limit_test_batches=2", "seed=7", "logger=csv"]
+
+
+def scores(run_dir) -> dict:
+    """metrics.json without the checkpoint's path, which names the run directory."""
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics.pop("checkpoint")
+    return metrics
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(demo_root, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("uninterrupted")
+    result = run_train([*TWO_EPOCHS, f"data.root={demo_root}", "trainer.deterministic=true", f"hydra.run.dir={run_dir}"], cwd=run_dir)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return run_dir
+
+
+def test_killed_run_resumes_to_the_same_metrics(uninterrupted, demo_root, tmp_path):
+    run_dir, marker = tmp_path / "run", tmp_path / "paused"
+    command = [sys.executable, "-m", "skin_lightning.train", *TWO_EPOCHS, f"data.root={demo_root}", "trainer.deterministic=true",
+               f"hydra.run.dir={run_dir}", "+callbacks.pause._target_=probes.PauseAt", "+callbacks.pause.epoch=1",
+               "+callbacks.pause.batch=1", f"+callbacks.pause.marker={marker}"]
+    process = subprocess.Popen(command, cwd=tmp_path, env=train_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert process.poll() is None and marker.read_text() == "4", "the run should be waiting at epoch 1, batch 1"
+    os.kill(process.pid, signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL
+    assert not (run_dir / "metrics.json").exists()
+    assert load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["epoch"] == 0
+
+    # the documented way to continue: the same overrides, the old directory, resume=auto
+    resumed = run_train([*TWO_EPOCHS, f"data.root={demo_root}", "trainer.deterministic=true", f"hydra.run.dir={run_dir}", "resume=auto"], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "Restoring states from the checkpoint path at" in resumed.stdout + resumed.stderr
+    assert scores(run_dir) == scores(uninterrupted)
+
+
+def test_same_seed_and_config_twice_give_identical_metrics(uninterrupted, demo_root, tmp_path):
+    """In this process, without deterministic=true: nothing else may decide the numbers."""
+    cfg = compose_train([*TWO_EPOCHS, f"data.root={demo_root}", f"output_dir={tmp_path}"])
+    train(cfg)
+    assert scores(tmp_path) == scores(uninterrupted)
+    assert scores(tmp_path)["val_balanced_accuracy"] is not None
+
+
+def test_a_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    io, path = AtomicCheckpointIO(), tmp_path / "last.ckpt"
+    io.save_checkpoint({"state_dict": {"w": torch.ones(3)}, "epoch": 0}, path)
+
+    def crash(obj, file):
+        file.write(b"the first half of a checkpoint")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(OSError, match="No space left"):
+        io.save_checkpoint({"state_dict": {"w": torch.zeros(3)}, "epoch": 1}, path)
+    monkeypatch.undo()
+    kept = load_checkpoint(path)
+    assert kept["epoch"] == 0 and torch.equal(kept["state_dict"]["w"], torch.ones(3))
+    assert [entry.name for entry in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+def test_non_finite_loss_stops_with_epoch_and_step_and_keeps_last_good_checkpoint(demo_root, tmp_path):
+    cfg = compose_train([*TWO_EPOCHS, f"data.root={demo_root}", f"output_dir={tmp_path}", "+callbacks.poison._target_=probes.PoisonAt",
+                         "+callbacks.poison.epoch=1", "+callbacks.poison.batch=1"])
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    with pytest.raises(UserError) as caught:
+        train(cfg)
+    assert f"the training loss became nan at epoch 1, step 4: stopped; the last good checkpoint is {last}" in str(caught.value)
+    checkpoint = load_checkpoint(last)
+    assert checkpoint["epoch"] == 0
+    assert all(np.isfinite(value.float().numpy()).all() for value in checkpoint["state_dict"].values())
+    assert not (tmp_path / "metrics.json").exists()
