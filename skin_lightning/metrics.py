@@ -14,18 +14,22 @@ from torchmetrics.classification import (
 PER_CLASS = ("precision", "recall", "f1")
 
 
-def stage_metrics(num_classes: int) -> MetricCollection:
-    """Balanced accuracy is the mean per-class recall: ISIC 2019's official score."""
+def stage_metrics(num_classes: int, sync_on_compute: bool = True) -> MetricCollection:
+    """Balanced accuracy is the mean per-class recall: ISIC 2019's official score.
+
+    sync_on_compute=False for predictions already gathered from every rank of a DDP run.
+    """
+    sync = {"sync_on_compute": sync_on_compute}
     return MetricCollection(
         {
-            "accuracy": MulticlassAccuracy(num_classes, average="micro"),
-            "balanced_accuracy": MulticlassRecall(num_classes, average="macro"),
-            "macro_f1": MulticlassF1Score(num_classes, average="macro"),
-            "auroc": MulticlassAUROC(num_classes, average="macro"),
-            "precision": MulticlassPrecision(num_classes, average=None),
-            "recall": MulticlassRecall(num_classes, average=None),
-            "f1": MulticlassF1Score(num_classes, average=None),
-            "confusion_matrix": MulticlassConfusionMatrix(num_classes),
+            "accuracy": MulticlassAccuracy(num_classes, average="micro", **sync),
+            "balanced_accuracy": MulticlassRecall(num_classes, average="macro", **sync),
+            "macro_f1": MulticlassF1Score(num_classes, average="macro", **sync),
+            "auroc": MulticlassAUROC(num_classes, average="macro", **sync),
+            "precision": MulticlassPrecision(num_classes, average=None, **sync),
+            "recall": MulticlassRecall(num_classes, average=None, **sync),
+            "f1": MulticlassF1Score(num_classes, average=None, **sync),
+            "confusion_matrix": MulticlassConfusionMatrix(num_classes, **sync),
         }
     )
 

@@ -85,7 +85,8 @@ class SkinClassifier(L.LightningModule):
         values = self.metrics[f"{stage}_"].compute()
         self.metrics[f"{stage}_"].reset()
         scalars = named_scalars(values, self.classes)
-        self.log_dict({f"{stage}/{name}": value for name, value in scalars.items()})
+        # torchmetrics already reduced the states over ranks: sync_dist only averages equal values
+        self.log_dict({f"{stage}/{name}": value for name, value in scalars.items()}, sync_dist=True)
         if stage != "train" and not self.trainer.sanity_checking:
             self._log_confusion(stage, values["confusion_matrix"])
 

@@ -37,7 +37,7 @@ def confusion_figure(matrix: np.ndarray, classes: list[str], title: str = "") ->
 
 def summarize(probs: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict:
     """The same torchmetrics collection as training logs, run once on all test predictions."""
-    metrics = stage_metrics(len(classes))
+    metrics = stage_metrics(len(classes), sync_on_compute=False)  # only the first rank writes reports
     metrics.update(torch.as_tensor(probs), torch.as_tensor(labels))
     values = metrics.compute()
     scalars = named_scalars(values, classes)

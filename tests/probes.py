@@ -40,11 +40,15 @@ class RecordRank(L.Callback):
     def __init__(self, folder: str):
         self.folder = Path(folder)
         self.indices: list[int] = []
+        self.metrics: dict[str, float] = {}
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         self.indices += batch[2].tolist()
 
+    def on_validation_end(self, trainer, pl_module):
+        self.metrics.update({name: float(value) for name, value in trainer.callback_metrics.items()})
+
     def on_test_end(self, trainer, pl_module):
-        metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
-        record = {"rank": trainer.global_rank, "world_size": trainer.world_size, "indices": self.indices, "metrics": metrics}
+        self.metrics.update({name: float(value) for name, value in trainer.callback_metrics.items()})
+        record = {"rank": trainer.global_rank, "world_size": trainer.world_size, "indices": self.indices, "metrics": self.metrics}
         (self.folder / f"rank{trainer.global_rank}.json").write_text(json.dumps(record))

@@ -1,0 +1,69 @@
+"""More than one process: DDP on two CPU processes, a local submitit multirun, an Optuna search."""
+
+import csv
+import json
+
+import yaml
+from conftest import FAST, compose_train, run_train
+from hydra import compose, initialize_config_dir
+
+from skin_lightning.cli import CONFIG_DIR
+
+TINY = [*FAST, "experiment=demo", "data.image_size=16", "data.batch_size=4", "trainer.limit_test_batches=2", "logger=csv"]
+
+
+def test_ddp_on_two_cpu_processes_splits_the_data_and_reduces_metrics(demo_root, tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_train(
+        [*TINY, f"data.root={demo_root}", "trainer=ddp_cpu", f"hydra.run.dir={run_dir}",
+         "+callbacks.record._target_=probes.RecordRank", f"+callbacks.record.folder={tmp_path}"],
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "distributed_backend=gloo" in result.stdout + result.stderr
+    ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert [record["world_size"] for record in ranks] == [2, 2]
+    first, second = (record["indices"] for record in ranks)
+    assert len(first) == len(second) == 2 * 4  # two oversampled batches of four on each rank
+    assert first != second  # each rank took its own share of the epoch's draws
+    # torchmetrics synchronized its states: both ranks hold the same validation and test scores
+    for name in ("val/balanced_accuracy", "val/loss", "test/accuracy", "test/balanced_accuracy"):
+        assert ranks[0]["metrics"][name] == ranks[1]["metrics"][name], name
+    # each rank tested 2 batches of 4: the reports hold the 16 images they shared out, once each
+    with open(run_dir / "test_predictions.csv") as handle:
+        paths = [row["path"] for row in csv.DictReader(handle)]
+    assert len(paths) == len(set(paths)) == 16
+    assert json.loads((run_dir / "metrics.json").read_text())["num_images"] == 16
+
+
+def test_optuna_search_of_two_trials_runs_as_local_submitit_jobs(demo_root, tmp_path):
+    """One multirun checks both engines: the Optuna sweeper proposes, the submitit launcher runs."""
+    result = run_train(
+        [*TINY, f"data.root={demo_root}", "hparams_search=optuna", "hydra.sweeper.n_trials=2",
+         "hydra/launcher=submitit_local", f"hydra.sweep.dir={tmp_path}"],
+        cwd=tmp_path, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    job_dirs = sorted(path.parent for path in tmp_path.glob("*/metrics.json"))
+    assert [job.name.split("_")[0] for job in job_dirs] == ["0", "1"]
+    assert len(list((tmp_path / ".submitit").glob("*/*_result.pkl"))) == 2  # both ran as submitit jobs
+    trials = [json.loads((job / "metrics.json").read_text()) for job in job_dirs]
+    best = yaml.safe_load((tmp_path / "optimization_results.yaml").read_text())
+    assert best["best_value"] == max(trial["val_balanced_accuracy"] for trial in trials)
+    assert set(best["best_params"]) == {"optim.lr", "optim.weight_decay", "sampler", "loss.label_smoothing"}
+    with open(tmp_path / "summary.csv") as handle:
+        assert [row["status"] for row in csv.DictReader(handle)] == ["completed", "completed"]
+
+
+def test_slurm_launcher_config_composes():
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu"], return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert (launcher.partition, launcher.gpus_per_node, launcher.timeout_min, launcher.max_num_timeout) == ("gpu", 1, 720, 3)
+
+
+def test_ddp_trainer_configs_compose():
+    assert compose_train(["trainer=ddp"]).trainer.strategy == "ddp"
+    cpu = compose_train(["trainer=ddp_cpu"]).trainer
+    assert (cpu.accelerator, cpu.devices, cpu.strategy) == ("cpu", 2, "ddp")
