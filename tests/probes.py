@@ -16,7 +16,9 @@ class PauseAt(L.Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if (trainer.current_epoch, batch_idx) == (self.epoch, self.batch):
-            self.marker.write_text(str(trainer.global_step))
+            written = self.marker.with_suffix(".tmp")
+            written.write_text(str(trainer.global_step))
+            written.rename(self.marker)  # the test never reads a half-written marker
             while True:
                 time.sleep(1)
 

@@ -17,7 +17,7 @@ from skin_lightning.errors import UserError
 from skin_lightning.train import train
 
 # Two epochs of three batches: the oversampler, augmentation and a cosine schedule all draw or change per step.
-TWO_EPOCHS = [*FAST, "experiment=demo", "trainer.max_epochs=2", "trainer.limit_train_batches=3", "trainer.limit_test_batches=2", "seed=7", "logger=csv"]
+TWO_EPOCHS = [*FAST, "experiment=demo", "data.image_size=16", "data.batch_size=4", "trainer.max_epochs=2", "trainer.limit_train_batches=3", "trainer.limit_test_batches=2", "seed=7", "logger=csv"]
 
 
 def scores(run_dir) -> dict:
