@@ -56,7 +56,9 @@ def load_checkpoint(path: Path, image_size: int | None = None) -> TrainedModel:
         network.load_state_dict(weights)
     except RuntimeError as error:
         raise UserError(f"ckpt_path={path}: its weights do not fit a {model['arch']} with {len(classes)} classes: {error}") from error
-    return TrainedModel(network.eval(), classes, int(size), model["arch"])
+    # to_model_input hands over channels_last batches; a network in the same layout runs several times faster on CPU
+    network = network.to(memory_format=torch.channels_last).eval()
+    return TrainedModel(network, classes, int(size), model["arch"])
 
 
 def resolve_device(name: str) -> torch.device:
