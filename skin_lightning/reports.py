@@ -148,12 +148,11 @@ def evaluation_summary(probs: np.ndarray, labels: np.ndarray, classes: list[str]
     per_class, curves = {}, {}
     for k, cls in enumerate(classes):
         row = {name: float(values[_COLLECTION_NAMES.get(name, name)][k]) for name in EVALUATION_PER_CLASS if name != "auc_sens_80"}
-        fpr, tpr = fprs[k].double().numpy(), tprs[k].double().numpy()
-        row["auc_sens_80"] = auc_above_sensitivity(fpr, tpr, 0.8)
-        if not ranked[k]:
-            row.update(auc=None, auc_sens_80=None, average_precision=None)
+        if ranked[k]:
+            curves[cls] = fprs[k].double().numpy(), tprs[k].double().numpy()
+            row["auc_sens_80"] = auc_above_sensitivity(*curves[cls], 0.8)
         else:
-            curves[cls] = (fpr, tpr)
+            row.update(auc=None, auc_sens_80=None, average_precision=None)
         per_class[cls] = {name: row[name] for name in EVALUATION_PER_CLASS} | {"support": int(support[k])}
     matrix = values["confusion_matrix"].numpy()
     totals = matrix.sum(axis=1, keepdims=True)
@@ -194,7 +193,7 @@ def reliability_figure(calibration: dict) -> plt.Figure:
     filled = np.array(calibration["count"]) > 0
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(5.5, 6.5), height_ratios=(3, 1), sharex=True)
     top.bar(centres[filled], np.array(calibration["accuracy"])[filled], width=1 / bins, edgecolor="black", label="accuracy")
-    top.plot(np.array(calibration["confidence"])[filled], np.array(calibration["accuracy"])[filled], "o", color="tab:red", markersize=3, label="mean confidence")
+    top.plot(centres[filled], np.array(calibration["confidence"])[filled], "o", color="tab:red", markersize=4, label="mean confidence")
     top.plot([0, 1], [0, 1], color="grey", linestyle=":")
     top.set_ylabel("accuracy")
     top.set_title(f"reliability (ECE {calibration['ece']:.4f}, {bins} bins)")

@@ -33,7 +33,7 @@ from conftest import FAST, compose_config
 CLASSES = ["AK", "BCC", "BKL", "DF", "MEL", "NV", "SCC", "VASC"]
 RANKING = {"auc": "auc", "auc_sens_80": "auc_sens_80", "average_precision": "ap"}
 DECISIONS = {"sensitivity": "sensitivity", "specificity": "specificity", "ppv": "ppv", "npv": "npv", "f1": "dice"}
-# (numerator-free) cases where a ratio is undefined: the rows of the binary confusion matrix it divides by
+# the cells of the binary confusion matrix each ratio divides by: when all are 0 the ratio is undefined
 UNDEFINED = {"sensitivity": ("tp", "fn"), "specificity": ("tn", "fp"), "ppv": ("tp", "fp"), "npv": ("tn", "fn"), "f1": ("tp", "fp", "fn")}
 
 
