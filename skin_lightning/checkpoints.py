@@ -1,8 +1,9 @@
 """Reading and writing checkpoints: nothing but tensors and plain containers is ever unpickled,
 and a crash while writing never leaves a half-written file where a good one was.
 
-Every entry point that reads a checkpoint (resuming, evaluate, predict, export) goes through
-`load_checkpoint`, so a file from an untrusted source cannot run code on the user's machine.
+Every path that reads a checkpoint goes through `read_checkpoint` (resuming a run here; evaluate,
+predict, explain and export through inference.load_checkpoint), so a file from an untrusted source
+cannot run code on the user's machine.
 """
 
 import logging
@@ -16,14 +17,13 @@ from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from skin_lightning.errors import UserError
-from skin_lightning.module import SkinClassifier
 
 log = logging.getLogger(__name__)
 
 LAST = "last.ckpt"
 
 
-def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
+def read_checkpoint(path: str | Path, map_location="cpu") -> dict:
     """A Lightning checkpoint read with torch.load(weights_only=True); UserError if it is missing,
     unreadable, or carries pickled objects that could run code."""
     path = Path(path)
@@ -43,18 +43,6 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise UserError(f"{path} is not a Lightning checkpoint: it has no state_dict")
     return checkpoint
-
-
-def load_classifier(path: str | Path, map_location="cpu") -> SkinClassifier:
-    """The trained SkinClassifier of a checkpoint, in eval mode, with its class names in `.classes`."""
-    checkpoint = load_checkpoint(path, map_location)
-    hparams = checkpoint.get("hyper_parameters") or {}
-    if "classes" not in hparams:
-        raise UserError(f"{path} was not written by skin_lightning.train: its hyperparameters have no class names")
-    # the checkpoint holds the trained weights: never download ImageNet ones to overwrite them
-    module = SkinClassifier(**{**hparams, "model": {**hparams["model"], "weights": "none"}})
-    module.load_state_dict(checkpoint["state_dict"])
-    return module.eval()
 
 
 def resume_path(resume: str | None, checkpoint_dir: Path) -> str | None:
@@ -78,7 +66,7 @@ def resume_path(resume: str | None, checkpoint_dir: Path) -> str | None:
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Writes each checkpoint to a temporary file beside it and renames it into place once on disk,
-    and reads checkpoints through `load_checkpoint`, so resuming is as safe as evaluating."""
+    and reads checkpoints through `read_checkpoint`, so resuming is as safe as evaluating."""
 
     def save_checkpoint(self, checkpoint: dict, path: _PATH, storage_options=None) -> None:
         path = Path(path)
@@ -100,4 +88,4 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             os.close(directory)
 
     def load_checkpoint(self, path: _PATH, map_location=None, weights_only: bool | None = None) -> dict:
-        return load_checkpoint(path, map_location)
+        return read_checkpoint(path, map_location)

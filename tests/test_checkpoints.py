@@ -5,9 +5,9 @@ import os
 import pytest
 import torch
 
-from skin_lightning.checkpoints import AtomicCheckpointIO, load_checkpoint, load_classifier, resume_path
+from skin_lightning.checkpoints import AtomicCheckpointIO, read_checkpoint, resume_path
 from skin_lightning.errors import UserError
-from skin_lightning.module import SkinClassifier
+from skin_lightning.inference import load_checkpoint
 
 
 class RunsCode:
@@ -20,20 +20,10 @@ class RunsCode:
         return os.system, (f"touch {self.marker}",)
 
 
-def classifier(weights: str = "none") -> SkinClassifier:
-    return SkinClassifier(
-        classes=["MEL", "NV"],
-        class_counts=[3, 5],
-        model={"arch": "resnet18", "weights": weights, "freeze_backbone": False, "channels_last": False},
-        loss={"name": "ce", "label_smoothing": 0.0},
-        optim={"name": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 0.0, "scheduler": "none", "warmup_fraction": 0.0},
-    )
-
-
 def test_checkpoint_carrying_code_is_refused_and_the_code_never_runs(tmp_path):
     marker, path = tmp_path / "code_ran", tmp_path / "evil.ckpt"
     torch.save({"state_dict": {}, "hyper_parameters": {"classes": ["MEL"]}, "extra": RunsCode(marker)}, path)
-    for load in (load_checkpoint, load_classifier, AtomicCheckpointIO().load_checkpoint):
+    for load in (read_checkpoint, load_checkpoint, AtomicCheckpointIO().load_checkpoint):  # train's resume, evaluate/predict/explain/export
         with pytest.raises(UserError) as caught:
             load(path)
         message = str(caught.value)
@@ -42,17 +32,6 @@ def test_checkpoint_carrying_code_is_refused_and_the_code_never_runs(tmp_path):
         assert not marker.exists()
     torch.load(path, weights_only=False)  # the file is live: an unsafe load does run it
     assert marker.exists()
-
-
-def test_classifier_round_trip_never_downloads_weights(tmp_path):
-    module = classifier().eval()
-    path = tmp_path / "model.ckpt"
-    hparams = {**dict(module.hparams), "model": {**module.hparams["model"], "weights": "imagenet"}}  # offline: a download would fail
-    torch.save({"state_dict": module.state_dict(), "hyper_parameters": hparams}, path)
-    loaded = load_classifier(path)
-    images = torch.rand(2, 3, 32, 32)
-    assert loaded.classes == ["MEL", "NV"] and not loaded.training
-    torch.testing.assert_close(loaded(images), module(images))
 
 
 @pytest.mark.parametrize(
@@ -64,13 +43,13 @@ def test_unreadable_or_missing_checkpoint_is_named(tmp_path, content, message):
     if content is not None:
         path.write_bytes(content)
     with pytest.raises(UserError, match=message):
-        load_checkpoint(path)
+        read_checkpoint(path)
 
 
 def test_weights_alone_are_not_a_lightning_checkpoint(tmp_path):
-    torch.save(classifier().state_dict(), tmp_path / "weights.pth")
+    torch.save({"conv.weight": torch.ones(2)}, tmp_path / "weights.pth")
     with pytest.raises(UserError, match="is not a Lightning checkpoint: it has no state_dict"):
-        load_checkpoint(tmp_path / "weights.pth")
+        read_checkpoint(tmp_path / "weights.pth")
 
 
 def test_resume_choices(tmp_path):

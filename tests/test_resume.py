@@ -12,7 +12,7 @@ import pytest
 import torch
 from conftest import FAST, compose_train, run_train, train_env
 
-from skin_lightning.checkpoints import AtomicCheckpointIO, load_checkpoint
+from skin_lightning.checkpoints import AtomicCheckpointIO, read_checkpoint
 from skin_lightning.errors import UserError
 from skin_lightning.train import train
 
@@ -48,7 +48,7 @@ def test_killed_run_resumes_to_the_same_metrics(uninterrupted, demo_root, tmp_pa
     os.kill(process.pid, signal.SIGKILL)
     assert process.wait() == -signal.SIGKILL
     assert not (run_dir / "metrics.json").exists()
-    assert load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["epoch"] == 0
+    assert read_checkpoint(run_dir / "checkpoints" / "last.ckpt")["epoch"] == 0
 
     # the documented way to continue: the same overrides, the old directory, resume=auto
     resumed = run_train([*TWO_EPOCHS, f"data.root={demo_root}", "trainer.deterministic=true", f"hydra.run.dir={run_dir}", "resume=auto"], cwd=tmp_path)
@@ -77,7 +77,7 @@ def test_a_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatc
     with pytest.raises(OSError, match="No space left"):
         io.save_checkpoint({"state_dict": {"w": torch.zeros(3)}, "epoch": 1}, path)
     monkeypatch.undo()
-    kept = load_checkpoint(path)
+    kept = read_checkpoint(path)
     assert kept["epoch"] == 0 and torch.equal(kept["state_dict"]["w"], torch.ones(3))
     assert [entry.name for entry in tmp_path.iterdir()] == ["last.ckpt"]
 
@@ -89,7 +89,7 @@ def test_non_finite_loss_stops_with_epoch_and_step_and_keeps_last_good_checkpoin
     with pytest.raises(UserError) as caught:
         train(cfg)
     assert f"the training loss became nan at epoch 1, step 4: stopped; the last good checkpoint is {last}" in str(caught.value)
-    checkpoint = load_checkpoint(last)
+    checkpoint = read_checkpoint(last)
     assert checkpoint["epoch"] == 0
     assert all(np.isfinite(value.float().numpy()).all() for value in checkpoint["state_dict"].values())
     assert not (tmp_path / "metrics.json").exists()
