@@ -49,7 +49,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 
 def _reason(path: Path, error: Exception) -> str:
     if isinstance(error, UnidentifiedImageError):
-        return "empty file (0 bytes)" if path.stat().st_size == 0 else "not an image Pillow can identify"
+        return "empty file (0 bytes)" if path.stat().st_size == 0 else "cannot identify image file: not an image Pillow can read"
     return str(error) or type(error).__name__
 
 

@@ -79,7 +79,7 @@ def bomb(folder: Path, side: int) -> Path:
     [
         (truncated_jpeg, "image file is truncated"),
         (zero_bytes, "empty file (0 bytes)"),
-        (text_file, "not an image Pillow can identify"),
+        (text_file, "cannot identify image file: not an image Pillow can read"),
         (one_pixel, "1x1 pixels, too small to show a lesion"),
         (lambda folder: bomb(folder, 10_000), "10000x10000 pixels, over Pillow's decompression-bomb limit"),
         (lambda folder: bomb(folder, 20_000), "could be decompression bomb"),
