@@ -12,6 +12,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from skin_lightning.metrics import PER_CLASS, named_scalars, stage_metrics  # noqa: E402
+from skin_lightning.stats import bootstrap_intervals  # noqa: E402
+
+# Fixed, so the same predictions always get the same intervals (and identical metrics.json on rerun).
+BOOTSTRAP = {"confidence": 0.95, "resamples": 1000, "seed": 0, "resampling": "stratified by true class"}
+INTERVAL_SCORES = ("accuracy", "balanced_accuracy", "macro_f1")
 
 
 def confusion_figure(matrix: np.ndarray, classes: list[str], title: str = "") -> plt.Figure:
@@ -35,6 +40,21 @@ def confusion_figure(matrix: np.ndarray, classes: list[str], title: str = "") ->
     return figure
 
 
+def intervals(probs: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict[str, list[float]]:
+    """95% bootstrap intervals of accuracy, balanced accuracy, macro F1 and each present class's recall.
+
+    A test set of a few hundred images moves these scores by several points from one draw of images
+    to the next, so a score is never reported without the range it could plausibly take.
+    """
+    found = bootstrap_intervals(
+        labels, probs.argmax(axis=1), len(classes),
+        n_resamples=BOOTSTRAP["resamples"], confidence=BOOTSTRAP["confidence"], seed=BOOTSTRAP["seed"],
+    )
+    named = {name: list(found[name]) for name in INTERVAL_SCORES}
+    named.update({f"recall/{cls}": list(found[f"recall/{k}"]) for k, cls in enumerate(classes) if f"recall/{k}" in found})
+    return named
+
+
 def summarize(probs: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict:
     """The same torchmetrics collection as training logs, run once on all test predictions."""
     metrics = stage_metrics(len(classes))
@@ -49,28 +69,54 @@ def summarize(probs: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict
     return {
         "num_images": int(len(labels)),
         **{name: scalars[name] for name in ("accuracy", "balanced_accuracy", "macro_f1", "auroc")},
+        "intervals": intervals(probs, labels, classes),
+        "bootstrap": BOOTSTRAP,
         "per_class": per_class,
         "classes": list(classes),
         "confusion_matrix": values["confusion_matrix"].tolist(),
     }
 
 
+REPORT_COLUMNS = ["class", "precision", "recall", "recall_low", "recall_high", "f1", "f1_low", "f1_high", "support"]
+
+
 def report_rows(summary: dict) -> list[list]:
-    """The per-class table with accuracy, macro and weighted averages, as the course scripts printed it."""
-    per_class = summary["per_class"]
+    """The per-class table with accuracy, macro and weighted averages, as the course scripts printed it.
+
+    Each interval sits beside the number it bounds: a class's recall, the macro recall (balanced
+    accuracy), the macro F1, and accuracy, which this table puts in the f1 column.
+    """
+    per_class, bounds = summary["per_class"], summary["intervals"]
     support = np.array([row["support"] for row in per_class.values()])
-    rows = [[cls, *(row[name] for name in PER_CLASS), row["support"]] for cls, row in per_class.items()]
+    rows = [
+        [cls, row["precision"], row["recall"], *bounds.get(f"recall/{cls}", ["", ""]), row["f1"], "", "", row["support"]]
+        for cls, row in per_class.items()
+    ]
     total = int(support.sum())
-    rows.append(["accuracy", "", "", summary["accuracy"], total])
-    macro = [np.mean([row[name] for row in per_class.values()]) for name in PER_CLASS]
+    rows.append(["accuracy", "", "", "", "", summary["accuracy"], *bounds["accuracy"], total])
+    precision, recall, f1 = (np.mean([row[name] for row in per_class.values()]) for name in PER_CLASS)
+    rows.append(["macro avg", precision, recall, *bounds["balanced_accuracy"], f1, *bounds["macro_f1"], total])
     weighted = [np.average([row[name] for row in per_class.values()], weights=support) for name in PER_CLASS]
-    rows.append(["macro avg", *macro, total])
-    rows.append(["weighted avg", *weighted, total])
+    rows.append(["weighted avg", weighted[0], weighted[1], "", "", weighted[2], "", "", total])
     return rows
 
 
 def _fmt(value) -> str:
     return f"{value:.4f}" if isinstance(value, float | np.floating) else str(value)
+
+
+def with_interval(value: float, bounds) -> str:
+    """0.7123 [0.6810, 0.7431]: the form every Markdown report and summary uses."""
+    if value == "" or value is None:
+        return ""
+    if not bounds or bounds[0] == "":
+        return _fmt(value)
+    return f"{_fmt(value)} [{bounds[0]:.4f}, {bounds[1]:.4f}]"
+
+
+def _markdown_row(row: list) -> list[str]:
+    name, precision, recall, recall_low, recall_high, f1, f1_low, f1_high, support = row
+    return [name, _fmt(precision), with_interval(recall, (recall_low, recall_high)), with_interval(f1, (f1_low, f1_high)), _fmt(support)]
 
 
 def write_test_reports(
@@ -81,19 +127,27 @@ def write_test_reports(
     summary = {**extra, **summarize(probs, labels, classes)}
     (output_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
 
-    header = ["class", *PER_CLASS, "support"]
     rows = report_rows(summary)
     with open(output_dir / "classification_report.csv", "w", newline="") as handle:
-        csv.writer(handle).writerows([header, *rows])
+        csv.writer(handle).writerows([REPORT_COLUMNS, *rows])
+    bounds = summary["intervals"]
+    header = ["class", "precision", "recall [95% CI]", "f1 [95% CI]", "support"]
     lines = [
         f"# Test report ({summary['num_images']} images)",
         "",
-        f"Balanced accuracy (mean per-class recall): {summary['balanced_accuracy']:.4f}  ",
-        f"Accuracy: {summary['accuracy']:.4f}, macro F1: {summary['macro_f1']:.4f}, macro AUROC: {summary['auroc']:.4f}",
+        "Balanced accuracy (mean per-class recall): "
+        f"{with_interval(summary['balanced_accuracy'], bounds['balanced_accuracy'])}  ",
+        f"Accuracy: {with_interval(summary['accuracy'], bounds['accuracy'])}  ",
+        f"Macro F1: {with_interval(summary['macro_f1'], bounds['macro_f1'])}  ",
+        f"Macro AUROC: {summary['auroc']:.4f}",
+        "",
+        f"[low, high]: {BOOTSTRAP['confidence']:.0%} bootstrap interval ({BOOTSTRAP['resamples']} resamples of the "
+        "test images within each class): the range the score would likely take on another test set of the same "
+        "size and class mix.",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
-        *("| " + " | ".join(_fmt(value) for value in row) + " |" for row in rows),
+        *("| " + " | ".join(_markdown_row(row)) + " |" for row in rows),
     ]
     (output_dir / "classification_report.md").write_text("\n".join(lines) + "\n")
 
