@@ -13,7 +13,7 @@ from skin_lightning.augment import build_augmentation, to_model_input
 from skin_lightning.demo import make_demo_dataset
 from skin_lightning.images import decode_all, decode_image, default_workers, report_bad_images
 from skin_lightning.layouts import Layout, Samples, read_folder_layout
-from skin_lightning.split import stratified_split, write_split_csv
+from skin_lightning.split import fold_split, stratified_split, write_split_csv
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,10 @@ class SkinDataModule(L.LightningDataModule):
             return
         layout = self.read_layout()
         self.classes = layout.classes
-        kept, held = stratified_split(layout.train.labels, self.cfg["val_fraction"], self.seed)
+        if self.cfg["fold"] is None:
+            kept, held = stratified_split(layout.train.labels, self.cfg["val_fraction"], self.seed)
+        else:
+            kept, held = fold_split(layout.train.labels, self.cfg["folds"], self.cfg["fold"], self.seed)
         samples = {"train": layout.train.subset(kept), "val": layout.train.subset(held), "test": layout.test}
         samples = self._decode(samples)
         if self.output_dir is not None:

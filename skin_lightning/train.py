@@ -28,6 +28,24 @@ def _checkpoint_to_test(trainer: L.Trainer) -> str | None:
     return None
 
 
+def validation_scores(trainer: L.Trainer, module: SkinClassifier, datamodule: SkinDataModule, checkpoint: str, data: DictConfig) -> dict:
+    """Validation scores of the tested checkpoint, so a sweep summary can average them over folds or seeds.
+
+    Loggers are off for this extra pass: it would otherwise add a point to the training curves.
+    """
+    loggers, trainer.loggers = trainer.loggers, []
+    try:
+        (logged,) = trainer.validate(module, datamodule=datamodule, ckpt_path=checkpoint, verbose=False)
+    finally:
+        trainer.loggers = loggers
+    return {
+        "images": len(datamodule.samples("val")),
+        "fold": data.fold,
+        "folds": data.folds if data.fold is not None else None,
+        **{name: float(logged[f"val/{name}"]) for name in ("accuracy", "balanced_accuracy", "macro_f1", "auroc")},
+    }
+
+
 def train(cfg: DictConfig) -> dict:
     check_config(cfg)
     L.seed_everything(cfg.seed, workers=True)
@@ -50,6 +68,9 @@ def train(cfg: DictConfig) -> dict:
 
     trainer.fit(module, datamodule=datamodule)
     checkpoint = _checkpoint_to_test(trainer)
+    extra = {"checkpoint": checkpoint or "last weights", "precision": trainer_args["precision"]}
+    if checkpoint:
+        extra["validation"] = validation_scores(trainer, module, datamodule, checkpoint, cfg.data)
     trainer.test(module, datamodule=datamodule, ckpt_path=checkpoint)
 
     probs, labels, indices = module.test_predictions()
@@ -60,7 +81,7 @@ def train(cfg: DictConfig) -> dict:
         labels,
         [test_paths[i] for i in indices],
         datamodule.classes,
-        extra={"checkpoint": checkpoint or "last weights", "precision": trainer_args["precision"]},
+        extra,
     )
     hparams = OmegaConf.to_container(cfg, resolve=True)
     for key in ("callbacks", "logger", "output_dir"):
