@@ -47,16 +47,20 @@ def _key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 
-def configuration(overrides: list[str]) -> str:
+def configuration(overrides: list[str]) -> list[str]:
     """The overrides that define what a job trains, without the seed and fold that replicate it."""
-    return " ".join(o for o in overrides if _key(o) not in REPLICATE_KEYS + IGNORED_KEYS)
+    return [o for o in overrides if _key(o) not in REPLICATE_KEYS + IGNORED_KEYS]
 
 
 def _label(config: str) -> str:
-    return config or "(defaults)"
+    return config or "(all jobs)"
 
 
-def job_rows(sweep_dir: Path) -> tuple[list[dict], list[str]]:
+def job_rows(sweep_dir: Path) -> tuple[list[dict], list[str], list[str]]:
+    """One row per job folder, its configuration named by the overrides that not every job shares.
+
+    Returns the rows, the class names, and the overrides every job shares.
+    """
     rows, classes = [], []
     job_dirs = sorted(
         (p.parent.parent for p in Path(sweep_dir).glob("*/.hydra/overrides.yaml")),
@@ -68,7 +72,7 @@ def job_rows(sweep_dir: Path) -> tuple[list[dict], list[str]]:
             "job": job_dir.name,
             "job_dir": job_dir,
             "overrides": " ".join(overrides),
-            "configuration": configuration(overrides),
+            "setting": configuration(overrides),
             "replicate": " ".join(o for o in overrides if _key(o) in REPLICATE_KEYS),
         }
         metrics_file, error_file = job_dir / "metrics.json", job_dir / "error.txt"
@@ -88,7 +92,11 @@ def job_rows(sweep_dir: Path) -> tuple[list[dict], list[str]]:
         else:
             row["status"] = "not finished"
         rows.append(row)
-    return rows, classes
+    shared = [o for o in rows[0]["setting"] if all(o in row["setting"] for row in rows)] if rows else []
+    for row in rows:
+        row["setting"] = [o for o in row["setting"] if o not in shared]
+        row["configuration"] = " ".join(row["setting"])
+    return rows, classes, shared
 
 
 def reference_configuration(rows: list[dict], reference: str | None) -> str:
@@ -98,7 +106,8 @@ def reference_configuration(rows: list[dict], reference: str | None) -> str:
     command line: summary.reference='"experiment=v2_weighted"'), or by the value of one of them
     (summary.reference=v2_weighted), as long as that picks out exactly one configuration.
     """
-    configs = list(dict.fromkeys(row["configuration"] for row in rows))
+    settings = {row["configuration"]: row["setting"] for row in rows}
+    configs = list(settings)
     if reference is None:
         completed = [row["configuration"] for row in rows if row["status"] == "completed"]
         if not completed:
@@ -106,7 +115,7 @@ def reference_configuration(rows: list[dict], reference: str | None) -> str:
         return completed[0]
     matches = [
         config for config in configs
-        if reference in (config, _label(config)) or reference in (o.split("=", 1)[-1] for o in config.split())
+        if reference in (config, _label(config)) or reference in (o.split("=", 1)[-1] for o in settings[config])
     ]
     if len(matches) != 1:
         found = "matches no configuration" if not matches else "matches several configurations"
@@ -195,7 +204,7 @@ def fold_ensembles(sweep_dir: Path, grouped: dict[str, list[dict]], classes: lis
         if combined is None:
             result["note"] = "fold models were tested on different images: no ensemble"
         else:
-            folder = Path(sweep_dir) / ENSEMBLE_DIR / run_name(config.replace(" ", ","))
+            folder = Path(sweep_dir) / ENSEMBLE_DIR / run_name(",".join(folds[0]["setting"]) or "all_jobs")
             folder.mkdir(parents=True, exist_ok=True)
             metrics = write_test_reports(
                 folder, combined.probs, combined.labels, combined.paths, classes,
@@ -304,7 +313,7 @@ CSV_COLUMNS = [
 def write_summary(sweep_dir: Path, reference: str | None = None) -> list[dict]:
     """summary.csv, summary.md and summary.png at the sweep root, and the fold ensembles' reports."""
     sweep_dir = Path(sweep_dir)
-    rows, classes = job_rows(sweep_dir)
+    rows, classes, shared = job_rows(sweep_dir)
     notes = []
     chosen = None
     if any(row["status"] == "completed" for row in rows):
@@ -329,6 +338,8 @@ def write_summary(sweep_dir: Path, reference: str | None = None) -> list[dict]:
         "Test-set scores of each job with their 95% bootstrap intervals [low, high]; balanced accuracy is the mean "
         "per-class recall.",
     ]
+    if shared:
+        lines.append(f"Overrides of every job: `{' '.join(shared)}`.  ")
     if chosen is not None:
         lines += [
             f"Reference: **{_label(chosen)}**. Δ is a job's balanced accuracy minus its reference run's (same seed and "
@@ -411,7 +422,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reference", help="configuration to compare with (default: the first job's)")
     args = parser.parse_args(argv)
     try:
-        rows, _ = job_rows(args.sweep_dir)
+        rows = job_rows(args.sweep_dir)[0]
         if not rows:
             raise UserError(f"{args.sweep_dir} holds no sweep jobs (no */.hydra/overrides.yaml)")
         reference_configuration(rows, args.reference)

@@ -59,8 +59,18 @@ def seeds_sweep(tmp_path):
 
 
 def test_configuration_drops_seed_fold_and_reference():
-    assert configuration(["experiment=v2", "seed=3", "data.fold=1", "summary.reference=v1", "optim.lr=0.1"]) == "experiment=v2 optim.lr=0.1"
-    assert configuration(["seed=3", "+data.fold=2"]) == ""
+    assert configuration(["experiment=v2", "seed=3", "data.fold=1", "summary.reference=v1", "optim.lr=0.1"]) == ["experiment=v2", "optim.lr=0.1"]
+    assert configuration(["seed=3", "+data.fold=2"]) == []
+
+
+def test_overrides_every_job_shares_are_listed_once(tmp_path):
+    for num, config in enumerate(["a", "b"]):
+        fake_job(tmp_path, num, [f"experiment={config}", "data.image_size=32"], predictions(0.6, num))
+    write_summary(tmp_path)
+    markdown = (tmp_path / "summary.md").read_text()
+    assert "Overrides of every job: `data.image_size=32`." in markdown
+    assert "Reference: **experiment=a**" in markdown
+    assert markdown.count("data.image_size=32") == 1 + 2  # the shared line and the two job folder names
 
 
 def test_runs_are_grouped_by_configuration_with_mean_and_sd(seeds_sweep):
@@ -136,14 +146,14 @@ def test_fold_models_are_averaged_into_an_ensemble_with_its_own_report(tmp_path)
     for k in range(3):
         fake_job(tmp_path, k, ["experiment=cv", f"data.fold={k}"], fold_probs[k], validation[k])
     write_summary(tmp_path)
-    report = tmp_path / "ensembles" / "experiment=cv"
+    report = tmp_path / "ensembles" / "all_jobs"
     ensemble = json.loads((report / "metrics.json").read_text())
     averaged = np.mean(fold_probs, axis=0).argmax(axis=1)
     assert ensemble["accuracy"] == pytest.approx(np.mean(averaged == LABELS), abs=1e-6)
     assert ensemble["ensemble_of"] == ["0_experiment=cv,data.fold=0", "1_experiment=cv,data.fold=1", "2_experiment=cv,data.fold=2"]
     assert "intervals" in ensemble and (report / "classification_report.md").exists()
     markdown = (tmp_path / "summary.md").read_text()
-    cv_line = next(line for line in markdown.splitlines() if line.startswith("| experiment=cv | 3 |"))
+    cv_line = next(line for line in markdown.splitlines() if line.startswith("| (all jobs) | 3 |"))
     assert "0.5000 ± 0.1000" in cv_line  # validation balanced accuracy over the three folds
     low, high = ensemble["intervals"]["balanced_accuracy"]
     assert f"{ensemble['balanced_accuracy']:.4f} [{low:.4f}, {high:.4f}]" in cv_line
