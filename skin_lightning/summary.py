@@ -153,7 +153,11 @@ def compare_jobs(rows: list[dict], classes: list[str], reference: str) -> list[s
         if partner is None:
             notes.append(f"{row['job']}: no completed reference run with {row['replicate'] or 'the same seed and fold'}")
             continue
-        other = aligned(predictions(partner), predictions(row))
+        try:
+            other = aligned(predictions(partner), predictions(row))
+        except UserError as error:
+            notes.append(f"{row['job']}: not compared: {error}")
+            continue
         if other is None:
             notes.append(f"{row['job']}: tested on other images than {partner['job']}, so not compared")
             continue
@@ -200,9 +204,12 @@ def fold_ensembles(sweep_dir: Path, grouped: dict[str, list[dict]], classes: lis
         if len(folds) < 2:
             continue
         result = {"configuration": config, "members": len(folds), "group": group_row(config, folds, classes)}
-        combined = ensemble([read_predictions(row["job_dir"], classes) for row in folds])
+        try:
+            combined = ensemble([read_predictions(row["job_dir"], classes) for row in folds])
+        except UserError as error:
+            combined, result["note"] = None, f"no ensemble: {error}"
         if combined is None:
-            result["note"] = "fold models were tested on different images: no ensemble"
+            result.setdefault("note", "fold models were tested on different images: no ensemble")
         else:
             folder = Path(sweep_dir) / ENSEMBLE_DIR / run_name(",".join(folds[0]["setting"]) or "all_jobs")
             folder.mkdir(parents=True, exist_ok=True)

@@ -157,3 +157,12 @@ def test_fold_models_are_averaged_into_an_ensemble_with_its_own_report(tmp_path)
     assert "0.5000 ± 0.1000" in cv_line  # validation balanced accuracy over the three folds
     low, high = ensemble["intervals"]["balanced_accuracy"]
     assert f"{ensemble['balanced_accuracy']:.4f} [{low:.4f}, {high:.4f}]" in cv_line
+
+
+def test_a_job_with_an_unreadable_predictions_file_is_named_not_fatal(tmp_path):
+    fake_job(tmp_path, 0, ["experiment=a"], predictions(0.6, 0))
+    broken = fake_job(tmp_path, 1, ["experiment=b"], predictions(0.6, 1))
+    (tmp_path / broken / "test_predictions.csv").write_text("path,true\nx.jpg,AK\n")
+    write_summary(tmp_path)
+    markdown = (tmp_path / "summary.md").read_text()
+    assert f"{broken}: not compared: " in markdown and "lacks the columns path, true, predicted, prob_AK" in markdown
