@@ -56,6 +56,11 @@ def _label(config: str) -> str:
     return config or "(all jobs)"
 
 
+def _number(row: dict) -> str:
+    """The job number, which leads its folder name; the whole name is in summary.csv."""
+    return row["job"].split("_")[0]
+
+
 def job_rows(sweep_dir: Path) -> tuple[list[dict], list[str], list[str]]:
     """One row per job folder, its configuration named by the overrides that not every job shares.
 
@@ -274,7 +279,7 @@ def table_lines(rows: list[dict], classes: list[str]) -> list[str]:
         for row in members:
             label = f"↳ {row['replicate'] or 'run'}" if len(members) > 1 else _label(config)
             cells = [
-                label, row["job"], row["status"], *_score_cells(row), *_comparison_cells(row),
+                label, _number(row), row["status"], *_score_cells(row), *_comparison_cells(row),
                 *(f"{row[name]:.4f}" if name in row else "" for name in recalls),
             ]
             lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
@@ -344,9 +349,8 @@ def write_summary(sweep_dir: Path, reference: str | None = None) -> list[dict]:
         "",
         "Test-set scores of each job with their 95% bootstrap intervals [low, high]; balanced accuracy is the mean "
         "per-class recall.",
+        f"Overrides of every job: `{' '.join(shared) or '(none)'}`; each job's folder is named by its number and overrides.",
     ]
-    if shared:
-        lines.append(f"Overrides of every job: `{' '.join(shared)}`.  ")
     if chosen is not None:
         lines += [
             f"Reference: **{_label(chosen)}**. Δ is a job's balanced accuracy minus its reference run's (same seed and "
@@ -366,7 +370,7 @@ def write_summary(sweep_dir: Path, reference: str | None = None) -> list[dict]:
 def _plot(path: Path, rows: list[dict], classes: list[str], reference: str | None) -> None:
     """Scores with their intervals, differences from the reference (significant ones in red), recalls."""
     done = [row for row in rows if row["status"] == "completed"]
-    names = [row["overrides"] or row["job"] for row in done]
+    names = [f"{_number(row)}: {' '.join(filter(None, (row['configuration'], row['replicate']))) or row['job']}" for row in done]
     figure, (scores, diffs, heat) = plt.subplots(
         1, 3, figsize=(10 + 0.8 * len(classes), 1.8 + 0.5 * max(1, len(done))),
         gridspec_kw={"width_ratios": [1.2, 1, 0.15 * max(4, len(classes))]},
@@ -401,7 +405,7 @@ def _plot(path: Path, rows: list[dict], classes: list[str], reference: str | Non
     recalls = np.array([[row[f"recall/{c}"] for c in classes] for row in done]).reshape(len(done), len(classes))
     image = heat.imshow(recalls, cmap="viridis", vmin=0, vmax=1, aspect="auto")
     heat.set_xticks(range(len(classes)), classes, rotation=45)
-    heat.set_yticks(positions, [row["job"].split("_")[0] for row in done])
+    heat.set_yticks(positions, [_number(row) for row in done])
     for (i, j), value in np.ndenumerate(recalls):
         heat.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7, color="white" if value < 0.5 else "black")
     heat.set_title("recall per class")

@@ -68,9 +68,9 @@ def test_overrides_every_job_shares_are_listed_once(tmp_path):
         fake_job(tmp_path, num, [f"experiment={config}", "data.image_size=32"], predictions(0.6, num))
     write_summary(tmp_path)
     markdown = (tmp_path / "summary.md").read_text()
-    assert "Overrides of every job: `data.image_size=32`." in markdown
+    assert "Overrides of every job: `data.image_size=32`;" in markdown
     assert "Reference: **experiment=a**" in markdown
-    assert markdown.count("data.image_size=32") == 1 + 2  # the shared line and the two job folder names
+    assert markdown.count("data.image_size=32") == 1  # only in the shared line
 
 
 def test_runs_are_grouped_by_configuration_with_mean_and_sd(seeds_sweep):

@@ -36,7 +36,7 @@ def test_two_seeds_of_two_configurations_give_a_grouped_summary_with_comparisons
     assert len(compared) == 2 and all(row["reference"].startswith(("0_", "1_")) for row in compared)
     for row in compared:
         # the significance mark follows the Holm-adjusted p-value
-        line = next(line for line in markdown.splitlines() if f"| {row['job']} |" in line)
+        line = next(line for line in markdown.splitlines() if f"| {row['job'].split('_')[0]} | completed |" in line)
         assert (" *" in line) == (float(row["holm_p"]) < 0.05), line
         assert f"{float(row['diff']):+.4f} [{float(row['diff_low']):+.4f}, {float(row['diff_high']):+.4f}]" in line
         assert f"{float(row['mcnemar_p']):.4f} ({float(row['holm_p']):.4f})" in line
