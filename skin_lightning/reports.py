@@ -105,7 +105,7 @@ def _fmt(value) -> str:
     return f"{value:.4f}" if isinstance(value, float | np.floating) else str(value)
 
 
-def with_interval(value: float, bounds) -> str:
+def with_interval(value: float | str, bounds) -> str:
     """0.7123 [0.6810, 0.7431]: the form every Markdown report and summary uses."""
     if value == "" or value is None:
         return ""
