@@ -384,7 +384,7 @@ def _plot(path: Path, rows: list[dict], classes: list[str], reference: str | Non
     scores.set_yticks(positions, names, fontsize=8)
     scores.set_ylim(len(done) - 0.5, -0.5)
     scores.set_xlim(0, 1)
-    scores.legend(fontsize=7, loc="lower right")
+    scores.legend(fontsize=7, loc="best")
     scores.set_title("test scores, 95% intervals")
 
     for i, row in enumerate(done):
