@@ -326,16 +326,15 @@ def write_summary(sweep_dir: Path, reference: str | None = None) -> list[dict]:
     """summary.csv, summary.md and summary.png at the sweep root, and the fold ensembles' reports."""
     sweep_dir = Path(sweep_dir)
     rows, classes, shared = job_rows(sweep_dir)
-    notes = []
-    chosen = None
-    if any(row["status"] == "completed" for row in rows):
+    grouped = groups(rows)
+    notes, chosen = [], None
+    if len(grouped) > 1 and any(row["status"] == "completed" for row in rows):
         try:
             chosen = reference_configuration(rows, reference)
         except UserError as error:
             notes.append(f"{error}; no comparisons until it does")
     if chosen is not None:
         notes += compare_jobs(rows, classes, chosen)
-    grouped = groups(rows)
     ensembles = fold_ensembles(sweep_dir, grouped, classes)
 
     with open(sweep_dir / "summary.csv", "w", newline="") as handle:
