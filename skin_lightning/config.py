@@ -7,7 +7,7 @@ from omegaconf import DictConfig, OmegaConf
 from skin_lightning.errors import UserError
 
 CHOICES = {
-    "data.layout": ("folder", "demo"),
+    "data.layout": ("folder", "demo", "isic2019"),
     "data.cache": ("memory", "none"),
     "data.on_bad_image": ("error", "skip"),
     "sampler.name": ("shuffle", "oversample"),
@@ -36,6 +36,8 @@ def check_config(cfg: DictConfig) -> None:
     if data.fold is not None:
         _require(isinstance(data.folds, int) and data.folds >= 2, "data.folds", data.folds, "a whole number >= 2")
         _require(isinstance(data.fold, int) and 0 <= data.fold < data.folds, "data.fold", data.fold, f"a whole number from 0 to {data.folds - 1} (data.folds - 1), or null for data.val_fraction")
+    if data.layout == "isic2019":
+        _require(0 < data.test_fraction < 1, "data.test_fraction", data.test_fraction, "a number in (0, 1)")
     _require(isinstance(data.image_size, int) and data.image_size >= 16, "data.image_size", data.image_size, "a whole number >= 16")
     _require(isinstance(data.batch_size, int) and data.batch_size >= 1, "data.batch_size", data.batch_size, "a whole number >= 1")
     workers = data.num_workers
