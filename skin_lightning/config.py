@@ -33,6 +33,9 @@ def check_config(cfg: DictConfig) -> None:
         _require(value in allowed, key, value, "one of " + ", ".join(allowed))
     data = cfg.data
     _require(0 <= data.val_fraction < 1, "data.val_fraction", data.val_fraction, "a number in [0, 1)")
+    if data.fold is not None:
+        _require(isinstance(data.folds, int) and data.folds >= 2, "data.folds", data.folds, "a whole number >= 2")
+        _require(isinstance(data.fold, int) and 0 <= data.fold < data.folds, "data.fold", data.fold, f"a whole number from 0 to {data.folds - 1} (data.folds - 1), or null for data.val_fraction")
     if data.layout == "isic2019":
         _require(0 < data.test_fraction < 1, "data.test_fraction", data.test_fraction, "a number in (0, 1)")
     _require(isinstance(data.image_size, int) and data.image_size >= 16, "data.image_size", data.image_size, "a whole number >= 16")

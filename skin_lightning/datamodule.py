@@ -15,7 +15,7 @@ from skin_lightning.callbacks import epoch_seed
 from skin_lightning.demo import make_demo_dataset
 from skin_lightning.images import decode_all, decode_image, default_workers, report_bad_images
 from skin_lightning.layouts import Layout, Samples, read_folder_layout, read_isic2019_layout
-from skin_lightning.split import stratified_split, write_split_csv
+from skin_lightning.split import fold_split, stratified_split, write_split_csv
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,10 @@ class SkinDataModule(L.LightningDataModule):
             kept, held = stratified_split(train.labels, self.cfg["test_fraction"], self.seed)
             train, test = train.subset(kept), train.subset(held)
             log.info("held out %d images as the test split (data.test_fraction=%s, seed %d)", len(test), self.cfg["test_fraction"], self.seed)
-        kept, held = stratified_split(train.labels, self.cfg["val_fraction"], self.seed)
+        if self.cfg["fold"] is None:
+            kept, held = stratified_split(train.labels, self.cfg["val_fraction"], self.seed)
+        else:
+            kept, held = fold_split(train.labels, self.cfg["folds"], self.cfg["fold"], self.seed)
         return {"train": train.subset(kept), "val": train.subset(held), "test": test}
 
     def setup(self, stage: str | None = None) -> None:

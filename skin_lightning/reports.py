@@ -19,6 +19,11 @@ from skin_lightning.metrics import (  # noqa: E402
     reliability,
     stage_metrics,
 )
+from skin_lightning.stats import bootstrap_intervals  # noqa: E402
+
+# Fixed, so the same predictions always get the same intervals (and identical metrics.json on rerun).
+BOOTSTRAP = {"confidence": 0.95, "resamples": 1000, "seed": 0, "resampling": "stratified by true class"}
+INTERVAL_SCORES = ("accuracy", "balanced_accuracy", "macro_f1")
 
 
 def confusion_figure(matrix: np.ndarray, classes: list[str], title: str = "", shares_in_cells: bool = False) -> plt.Figure:
@@ -43,6 +48,21 @@ def confusion_figure(matrix: np.ndarray, classes: list[str], title: str = "", sh
     return figure
 
 
+def intervals(probs: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict[str, list[float]]:
+    """95% bootstrap intervals of accuracy, balanced accuracy, macro F1 and each present class's recall.
+
+    A test set of a few hundred images moves these scores by several points from one draw of images
+    to the next, so a score is never reported without the range it could plausibly take.
+    """
+    found = bootstrap_intervals(
+        labels, probs.argmax(axis=1), len(classes),
+        n_resamples=BOOTSTRAP["resamples"], confidence=BOOTSTRAP["confidence"], seed=BOOTSTRAP["seed"],
+    )
+    named = {name: list(found[name]) for name in INTERVAL_SCORES}
+    named.update({f"recall/{cls}": list(found[f"recall/{k}"]) for k, cls in enumerate(classes) if f"recall/{k}" in found})
+    return named
+
+
 def summarize(probs: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict:
     """The same torchmetrics collection as training logs, run once on all test predictions."""
     metrics = stage_metrics(len(classes), sync_on_compute=False)  # only the first rank writes reports
@@ -57,22 +77,38 @@ def summarize(probs: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict
     return {
         "num_images": int(len(labels)),
         **{name: scalars[name] for name in ("accuracy", "balanced_accuracy", "macro_f1", "auroc")},
+        "intervals": intervals(probs, labels, classes),
+        "bootstrap": BOOTSTRAP,
         "per_class": per_class,
         "classes": list(classes),
         "confusion_matrix": values["confusion_matrix"].tolist(),
     }
 
 
+def bounded(value: float, summary: dict, name: str) -> tuple[float, float, float] | float:
+    """A table cell holding `value` and, when the summary has one, the interval of `name`."""
+    return (value, *summary["intervals"][name]) if name in summary["intervals"] else value
+
+
 def report_rows(summary: dict) -> list[list]:
-    """The per-class table with accuracy, macro and weighted averages, as the course scripts printed it."""
+    """The per-class table with accuracy, macro and weighted averages, as the course scripts printed it.
+
+    Intervals sit beside the numbers they bound: each class's recall, the macro recall (balanced
+    accuracy), the macro F1, and accuracy, which this table puts in the f1 column.
+    """
     per_class = summary["per_class"]
     support = np.array([row["support"] for row in per_class.values()])
-    rows = [[cls, *(row[name] for name in PER_CLASS), row["support"]] for cls, row in per_class.items()]
+    rows = [
+        [cls, row["precision"], bounded(row["recall"], summary, f"recall/{cls}"), row["f1"], row["support"]]
+        for cls, row in per_class.items()
+    ]
     total = int(support.sum())
-    rows.append(["accuracy", "", "", summary["accuracy"], total])
-    macro = [np.mean([row[name] for row in per_class.values()]) for name in PER_CLASS]
+    rows.append(["accuracy", "", "", bounded(summary["accuracy"], summary, "accuracy"), total])
+    precision, recall, f1 = (np.mean([row[name] for row in per_class.values()]) for name in PER_CLASS)
+    rows.append([
+        "macro avg", precision, bounded(recall, summary, "balanced_accuracy"), bounded(f1, summary, "macro_f1"), total
+    ])
     weighted = [np.average([row[name] for row in per_class.values()], weights=support) for name in PER_CLASS]
-    rows.append(["macro avg", *macro, total])
     rows.append(["weighted avg", *weighted, total])
     return rows
 
@@ -81,16 +117,52 @@ def _fmt(value) -> str:
     return f"{value:.4f}" if isinstance(value, float | np.floating) else str(value)
 
 
+def with_interval(value: float, bounds) -> str:
+    """0.7123 [0.6810, 0.7431]: the form every Markdown report and sweep summary uses."""
+    return f"{_fmt(value)} [{bounds[0]:.4f}, {bounds[1]:.4f}]"
+
+
+def interval_note() -> str:
+    return (
+        f"[low, high]: {BOOTSTRAP['confidence']:.0%} bootstrap interval ({BOOTSTRAP['resamples']} resamples of the "
+        "test images within each class): the range the score would likely take on another test set of the same "
+        "size and class mix."
+    )
+
+
+def _headline(summary: dict, name: str) -> str:
+    return with_interval(summary[name], summary["intervals"][name])
+
+
 def _write_table(output_dir: Path, name: str, header: list[str], rows: list[list], intro: list[str]) -> None:
-    """One table as NAME.csv and as NAME.md below a few lines of headline numbers."""
+    """One table as NAME.csv and as NAME.md below a few lines of headline numbers.
+
+    A cell may be (value, low, high): its column becomes COLUMN, COLUMN_low, COLUMN_high in the
+    CSV and "value [low, high]" in the Markdown.
+    """
+    has_bounds = [any(isinstance(row[i], tuple) for row in rows) for i in range(len(header))]
+    csv_header, md_header = [], []
+    for column, wide in zip(header, has_bounds):
+        csv_header += [column, f"{column}_low", f"{column}_high"] if wide else [column]
+        md_header.append(f"{column} [95% CI]" if wide else column)
+
+    def csv_cells(row: list) -> list:
+        cells = []
+        for cell, wide in zip(row, has_bounds):
+            cells += list(cell) if isinstance(cell, tuple) else [cell, "", ""] if wide else [cell]
+        return cells
+
+    def md_cell(cell) -> str:
+        return with_interval(cell[0], cell[1:]) if isinstance(cell, tuple) else _fmt(cell)
+
     with open(output_dir / f"{name}.csv", "w", newline="") as handle:
-        csv.writer(handle).writerows([header, *rows])
+        csv.writer(handle).writerows([csv_header, *(csv_cells(row) for row in rows)])
     lines = [
         *intro,
         "",
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
-        *("| " + " | ".join(_fmt(value) for value in row) + " |" for row in rows),
+        "| " + " | ".join(md_header) + " |",
+        "|" + "---|" * len(md_header),
+        *("| " + " | ".join(md_cell(cell) for cell in row) + " |" for row in rows),
     ]
     (output_dir / f"{name}.md").write_text("\n".join(lines) + "\n")
 
@@ -118,8 +190,12 @@ def write_test_reports(
     intro = [
         f"# Test report ({summary['num_images']} images)",
         "",
-        f"Balanced accuracy (mean per-class recall): {summary['balanced_accuracy']:.4f}  ",
-        f"Accuracy: {summary['accuracy']:.4f}, macro F1: {summary['macro_f1']:.4f}, macro AUROC: {summary['auroc']:.4f}",
+        f"Balanced accuracy (mean per-class recall): {_headline(summary, 'balanced_accuracy')}  ",
+        f"Accuracy: {_headline(summary, 'accuracy')}  ",
+        f"Macro F1: {_headline(summary, 'macro_f1')}  ",
+        f"Macro AUROC: {summary['auroc']:.4f}",
+        "",
+        interval_note(),
     ]
     _write_table(output_dir, "classification_report", ["class", *PER_CLASS, "support"], report_rows(summary), intro)
     _save(confusion_figure(np.array(summary["confusion_matrix"]), classes, title="test"), output_dir / "confusion_matrix.png")
@@ -163,6 +239,8 @@ def evaluation_summary(probs: np.ndarray, labels: np.ndarray, classes: list[str]
         "accuracy": float(values["accuracy"]),
         "macro_f1": float(values["macro_f1"]),
         "auroc": float(np.mean(aucs)) if aucs else None,
+        "intervals": intervals(probs, labels, classes),
+        "bootstrap": BOOTSTRAP,
         "calibration": reliability(probs, labels, bins),
         "per_class": per_class,
         "classes": list(classes),
@@ -207,13 +285,21 @@ def reliability_figure(calibration: dict) -> plt.Figure:
 
 
 def evaluation_rows(summary: dict) -> list[list]:
-    """Per-class rows and their macro average (over the classes where each metric is defined)."""
+    """Per-class rows and their macro average (over the classes where each metric is defined).
+
+    Sensitivity is recall: each class's and the macro one (balanced accuracy) carry their intervals, as does macro F1.
+    """
     per_class = summary["per_class"]
     rows = [[cls, *(row[name] if row[name] is not None else "n/a" for name in EVALUATION_PER_CLASS), row["support"]] for cls, row in per_class.items()]
+    sensitivity = EVALUATION_PER_CLASS.index("sensitivity")
+    for row in rows:
+        row[1 + sensitivity] = bounded(row[1 + sensitivity], summary, f"recall/{row[0]}")
     macro = []
     for name in EVALUATION_PER_CLASS:
         defined = [row[name] for row in per_class.values() if row[name] is not None]
         macro.append(float(np.mean(defined)) if defined else "n/a")
+    macro[sensitivity] = bounded(macro[sensitivity], summary, "balanced_accuracy")
+    macro[EVALUATION_PER_CLASS.index("f1")] = bounded(macro[EVALUATION_PER_CLASS.index("f1")], summary, "macro_f1")
     rows.append(["macro avg", *macro, summary["num_images"]])
     return rows
 
@@ -232,9 +318,12 @@ def write_evaluation_reports(
         "",
         *(f"- {key}: {value}" for key, value in extra.items()),
         "",
-        f"Balanced multi-class accuracy (ISIC 2019 score, mean per-class sensitivity): {summary['balanced_accuracy']:.4f}  ",
-        f"Accuracy: {summary['accuracy']:.4f}, macro F1: {summary['macro_f1']:.4f}, macro AUROC: {auroc}, "
-        f"expected calibration error: {summary['calibration']['ece']:.4f}",
+        f"Balanced multi-class accuracy (ISIC 2019 score, mean per-class sensitivity): {_headline(summary, 'balanced_accuracy')}  ",
+        f"Accuracy: {_headline(summary, 'accuracy')}  ",
+        f"Macro F1: {_headline(summary, 'macro_f1')}  ",
+        f"Macro AUROC: {auroc}, expected calibration error: {summary['calibration']['ece']:.4f}",
+        "",
+        interval_note(),
         "",
         "Sensitivity, specificity, PPV, NPV and F1 count the top-probability class as the prediction; "
         "auc_sens_80 is the area under the ROC curve where sensitivity is at least 80%.",

@@ -5,7 +5,9 @@ from pathlib import Path
 
 import numpy as np
 
+from skin_lightning.errors import UserError
 from skin_lightning.layouts import Samples
+from skin_lightning.stats import stratified_folds
 
 
 def stratified_split(labels: list[int], fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -22,6 +24,18 @@ def stratified_split(labels: list[int], fraction: float, seed: int) -> tuple[np.
     held = np.sort(np.concatenate(held_out)) if held_out else np.array([], dtype=int)
     kept = np.setdiff1d(np.arange(len(labels)), held)
     return kept, held
+
+
+def fold_split(labels: list[int], folds: int, fold: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Hold out fold `fold` of `folds` stratified folds of Train.
+
+    The partition depends only on the labels and the seed, so the k jobs of one seed hold out
+    k disjoint validation sets that together cover Train exactly once.
+    """
+    if folds > len(labels):
+        raise UserError(f"data.folds={folds} is more than the {len(labels)} training images: use fewer folds")
+    held = stratified_folds(labels, folds, seed)[fold]
+    return np.setdiff1d(np.arange(len(labels)), held), held
 
 
 def write_split_csv(path: Path, splits: dict[str, Samples], classes: list[str]) -> None:

@@ -31,10 +31,22 @@ def _checkpoint_to_test(trainer: L.Trainer) -> str | None:
     return None
 
 
-def _best_validation_score(trainer: L.Trainer) -> float | None:
-    """The checkpoint callback's best val/balanced_accuracy; None when validation never ran."""
-    score = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
-    return None if score is None else float(score)
+def validation_scores(trainer: L.Trainer, module: SkinClassifier, datamodule: SkinDataModule, checkpoint: str, data: DictConfig) -> dict:
+    """Validation scores of the tested checkpoint, so a sweep summary can average them over folds or seeds.
+
+    Loggers are off for this extra pass: it would otherwise add a point to the training curves.
+    """
+    loggers, trainer.loggers = trainer.loggers, []
+    try:
+        (logged,) = trainer.validate(module, datamodule=datamodule, ckpt_path=checkpoint, verbose=False)
+    finally:
+        trainer.loggers = loggers
+    return {
+        "images": len(datamodule.samples("val")),
+        "fold": data.fold,
+        "folds": data.folds if data.fold is not None else None,
+        **{name: float(logged[f"val/{name}"]) for name in ("accuracy", "balanced_accuracy", "macro_f1", "auroc")},
+    }
 
 
 def train(cfg: DictConfig) -> dict:
@@ -67,6 +79,9 @@ def train(cfg: DictConfig) -> dict:
 
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
     checkpoint = _checkpoint_to_test(trainer)
+    extra = {"checkpoint": checkpoint or "last weights", "precision": trainer_args["precision"]}
+    if checkpoint:
+        extra["validation"] = validation_scores(trainer, module, datamodule, checkpoint, cfg.data)
     trainer.test(module, datamodule=datamodule, ckpt_path=checkpoint)
     if not trainer.is_global_zero:
         return {}
@@ -79,11 +94,7 @@ def train(cfg: DictConfig) -> dict:
         labels,
         [test_paths[i] for i in indices],
         datamodule.classes,
-        extra={
-            "checkpoint": checkpoint or "last weights",
-            "precision": trainer_args["precision"],
-            "val_balanced_accuracy": _best_validation_score(trainer),
-        },
+        extra,
     )
     hparams = OmegaConf.to_container(cfg, resolve=True)
     for key in ("callbacks", "logger", "output_dir"):
@@ -98,9 +109,9 @@ def train(cfg: DictConfig) -> dict:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    """Returns the best validation balanced accuracy: the number a hyperparameter search maximizes."""
+    """Returns the tested checkpoint's validation balanced accuracy: the number a hyperparameter search maximizes."""
     with reported(Path(cfg.output_dir)):
-        return train(cfg).get("val_balanced_accuracy")
+        return train(cfg).get("validation", {}).get("balanced_accuracy")
 
 
 if __name__ == "__main__":

@@ -127,7 +127,11 @@ def test_evaluate_writes_the_full_report(demo_checkpoint, demo_root, tmp_path):
     assert np.allclose(np.array(stored["confusion_matrix_normalized"]).sum(axis=1), 1)
     with open(tmp_path / "evaluation_report.csv") as handle:
         rows = list(csv.reader(handle))
-    assert rows[0] == ["class", "sensitivity", "specificity", "ppv", "npv", "f1", "auc", "auc_sens_80", "average_precision", "support"]
+    assert rows[0] == [
+        "class", "sensitivity", "sensitivity_low", "sensitivity_high", "specificity", "ppv", "npv", "f1", "f1_low", "f1_high",
+        "auc", "auc_sens_80", "average_precision", "support",
+    ]
+    assert float(rows[-1][2]) <= summary["balanced_accuracy"] <= float(rows[-1][3])  # macro avg: balanced accuracy's interval
     assert [row[0] for row in rows[1:]] == [*CLASSES, "macro avg"]
     assert "Balanced multi-class accuracy" in (tmp_path / "evaluation_report.md").read_text()
     probs, labels = read_predictions(tmp_path / "test_predictions.csv", CLASSES)

@@ -62,7 +62,7 @@ def test_same_seed_and_config_twice_give_identical_metrics(uninterrupted, demo_r
     cfg = compose_train([*TWO_EPOCHS, f"data.root={demo_root}", f"output_dir={tmp_path}"])
     train(cfg)
     assert scores(tmp_path) == scores(uninterrupted)
-    assert scores(tmp_path)["val_balanced_accuracy"] is not None
+    assert scores(tmp_path)["validation"]["balanced_accuracy"] is not None
 
 
 def test_a_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch):

@@ -49,7 +49,7 @@ def test_optuna_search_of_two_trials_runs_as_local_submitit_jobs(demo_root, tmp_
     assert len(list((tmp_path / ".submitit").glob("*/*_result.pkl"))) == 2  # both ran as submitit jobs
     trials = [json.loads((job / "metrics.json").read_text()) for job in job_dirs]
     best = yaml.safe_load((tmp_path / "optimization_results.yaml").read_text())
-    assert best["best_value"] == max(trial["val_balanced_accuracy"] for trial in trials)
+    assert best["best_value"] == max(trial["validation"]["balanced_accuracy"] for trial in trials)
     assert set(best["best_params"]) == {"optim.lr", "optim.weight_decay", "sampler", "loss.label_smoothing"}
     with open(tmp_path / "summary.csv") as handle:
         assert [row["status"] for row in csv.DictReader(handle)] == ["completed", "completed"]
