@@ -22,6 +22,7 @@ def prepare(cfg: DictConfig) -> float:
     """Returns images per second over the whole preparation (listing, decoding, writing)."""
     cfg.data.cache = "disk"
     check_config(cfg)
+    Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
     datamodule = SkinDataModule(cfg.data, cfg.augment, cfg.sampler, cfg.seed, cfg.output_dir)
     datamodule.prepare_data()
     started = time.perf_counter()
