@@ -47,4 +47,4 @@ def check_config(cfg: DictConfig) -> None:
 def run_name(override_dirname: str) -> str:
     """A folder name from a job's overrides: readable in TensorBoard, no path separators."""
     name = re.sub(r"[/\\:]+", "_", override_dirname).strip("_")
-    return name[:120] or "defaults"
+    return name[:200] or "defaults"

@@ -32,7 +32,7 @@ def job_rows(sweep_dir: Path) -> tuple[list[dict], list[str]]:
     )
     for job_dir in job_dirs:
         overrides = yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text()) or []
-        row = {"job": job_dir.name, "overrides": " ".join(overrides)}
+        row = {"job": job_dir.name, "overrides": overrides}
         metrics_file, error_file = job_dir / "metrics.json", job_dir / "error.txt"
         if metrics_file.exists():
             metrics = json.loads(metrics_file.read_text())
@@ -52,23 +52,29 @@ def write_summary(sweep_dir: Path) -> list[dict]:
     """summary.csv, summary.md and summary.png at the sweep root."""
     sweep_dir = Path(sweep_dir)
     rows, classes = job_rows(sweep_dir)
+    common = set.intersection(*(set(row["overrides"]) for row in rows)) if rows else set()
+    for row in rows:
+        row["differs"] = " ".join(o for o in row["overrides"] if o not in common) or "(none)"
+        row["overrides"] = " ".join(row["overrides"])
     columns = ["job", "overrides", "status", *SCORES, *(f"recall/{c}" for c in classes)]
     with open(sweep_dir / "summary.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, columns, restval="")
+        writer = csv.DictWriter(handle, columns, restval="", extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
 
     def cell(value) -> str:
         return f"{value:.4f}" if isinstance(value, float) else str(value).replace("|", "\\|")
 
+    shown = ["job", "differs", *columns[2:]]
     lines = [
         f"# Sweep summary: {sweep_dir}",
         "",
         "Test-set scores of each job; balanced accuracy is the mean per-class recall.",
+        f"Overrides common to all jobs: `{' '.join(sorted(common)) or '(none)'}`; each job's folder is named by its overrides.",
         "",
-        "| " + " | ".join(columns) + " |",
-        "|" + "---|" * len(columns),
-        *("| " + " | ".join(cell(row.get(c, "")) for c in columns) + " |" for row in rows),
+        "| " + " | ".join(shown) + " |",
+        "|" + "---|" * len(shown),
+        *("| " + " | ".join(cell(row["job"].split("_")[0] if c == "job" else row.get(c, "")) for c in shown) + " |" for row in rows),
     ]
     (sweep_dir / "summary.md").write_text("\n".join(lines) + "\n")
     _plot(sweep_dir / "summary.png", rows, classes)
@@ -77,7 +83,7 @@ def write_summary(sweep_dir: Path) -> list[dict]:
 
 def _plot(path: Path, rows: list[dict], classes: list[str]) -> None:
     done = [row for row in rows if row["status"] == "completed"]
-    names = [row["overrides"] or row["job"] for row in done]
+    names = [f'{row["job"].split("_")[0]}: {row["differs"]}' for row in done]
     figure, (bars, heat) = plt.subplots(1, 2, figsize=(6 + 0.8 * len(classes), 1.5 + 0.5 * max(1, len(done))))
     positions = np.arange(len(done))
     height = 0.8 / len(SCORES)

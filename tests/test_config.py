@@ -1,0 +1,89 @@
+"""Every experiment composes, and the four versions are exactly the course scripts' recipes."""
+
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from skin_lightning.cli import CONFIG_DIR
+from skin_lightning.config import check_config, run_name
+from skin_lightning.errors import UserError
+
+from conftest import compose_train
+
+EXPERIMENTS = sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml"))
+
+# DESIGN.md's table: augmentation, sampling, loss of each version
+VERSIONS = {
+    "v1_baseline": ("none", "shuffle", "ce"),
+    "v2_weighted": ("selective", "shuffle", "weighted_ce"),
+    "v3_heavy": ("heavy", "oversample", "weighted_ce"),
+    "v4_selective": ("selective", "oversample", "ce"),
+}
+GEOMETRIC = {"rotation": 30, "hflip": 0.5, "vflip": 0.5}
+NO_AUGMENT = {"rotation": 0, "hflip": 0.0, "vflip": 0.0, "color_jitter": None, "blur": None, "sharpness": None}
+
+
+def test_every_experiment_is_listed():
+    assert set(VERSIONS) | {"demo"} == set(EXPERIMENTS)
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_experiment_composes_and_passes_checks(experiment):
+    cfg = compose_train([f"experiment={experiment}", "data.root=/anywhere", "output_dir=/tmp/x"])
+    check_config(cfg)
+    OmegaConf.to_container(cfg, resolve=True)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_versions_match_the_course_recipes(version):
+    augment, sampler, loss = VERSIONS[version]
+    cfg = compose_train([f"experiment={version}", "data.root=/anywhere", "output_dir=/tmp/x"])
+    assert cfg.model.arch == "resnet50" and cfg.model.weights == "imagenet" and not cfg.model.freeze_backbone
+    assert cfg.data.image_size == 84 and cfg.data.batch_size == 32
+    assert cfg.trainer.max_epochs == 20
+    assert (cfg.optim.name, cfg.optim.lr, cfg.optim.momentum, cfg.optim.weight_decay) == ("sgd", 1e-3, 0.9, 0.0)
+    assert cfg.optim.scheduler == "none"
+    assert cfg.loss.name == loss and cfg.loss.label_smoothing == 0.0
+    assert cfg.sampler.name == sampler
+    if sampler == "oversample":
+        assert cfg.sampler.exponent == 1.0
+    if loss == "weighted_ce":
+        assert cfg.loss.weight_exponent == 1.0
+    expected = dict(NO_AUGMENT)
+    if augment in ("selective", "heavy"):
+        expected.update(GEOMETRIC)
+    if augment == "heavy":
+        expected["color_jitter"] = {"brightness": 0.2, "contrast": 0.2, "saturation": 0.2, "hue": 0.1}
+        expected["blur"] = {"kernel": [5, 9], "sigma": [0.1, 5.0]}
+        expected["sharpness"] = {"factor": 2.0, "p": 0.5}
+    assert OmegaConf.to_container(cfg.augment) == expected
+
+
+def test_missing_data_root_says_what_to_pass():
+    cfg = compose_train(["output_dir=/tmp/x"])
+    with pytest.raises(UserError, match=r"data.root is not set.*experiment=demo"):
+        check_config(cfg)
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("data.val_fraction=2", "data.val_fraction"),
+        ("data.batch_size=0", "data.batch_size"),
+        ("data.cache=ram", "data.cache"),
+        ("sampler=oversample sampler.exponent=-1", "sampler.exponent"),
+        ("optim.scheduler=step", "optim.scheduler"),
+        ("data.num_workers=many", "data.num_workers"),
+    ],
+)
+def test_bad_values_name_their_key(override, key):
+    cfg = compose_train([*override.split(), "data.root=/anywhere", "output_dir=/tmp/x"])
+    with pytest.raises(UserError, match=key.replace(".", r"\.")):
+        check_config(cfg)
+
+
+def test_run_names_are_readable_folder_names():
+    assert run_name("data.root=/data/ISIC84by84,experiment=v1_baseline") == "data.root=_data_ISIC84by84,experiment=v1_baseline"
+    assert run_name("") == "defaults"
+    assert "/" not in run_name("model.weights=/a/b/c.pth")
