@@ -12,6 +12,7 @@ from conftest import FAST, compose_train
 from skin_lightning.cli import CONFIG_DIR
 from skin_lightning.datamodule import SkinDataModule
 from skin_lightning.errors import UserError
+from skin_lightning.images import decode_image
 from skin_lightning.prepare import prepare
 
 
@@ -140,3 +141,13 @@ def test_jobs_of_a_sweep_decode_into_memory_once(demo_root, monkeypatch):
     monkeypatch.setattr(cache, "decode_into", no_decoding)
     second = setup_datamodule([*overrides, "seed=7"])
     assert second.splits["train"].images is first.splits["train"].images
+
+
+def test_large_jpeg_decodes_at_reduced_scale_to_the_same_pixels(tmp_path):
+    rng = np.random.default_rng(0)
+    smooth = np.kron(rng.integers(0, 256, (16, 16, 3)), np.ones((64, 64, 1))).astype(np.uint8)
+    Image.fromarray(smooth).save(tmp_path / "large.jpg", quality=95)
+    with Image.open(tmp_path / "large.jpg") as image:
+        full = np.asarray(image.convert("RGB").resize((64, 64), Image.Resampling.BILINEAR), dtype=np.float64)
+    fast = decode_image(tmp_path / "large.jpg", 64)
+    assert fast.shape == (64, 64, 3) and np.abs(fast - full).mean() < 2.0
