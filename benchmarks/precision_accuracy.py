@@ -4,7 +4,7 @@
 
 A seeded subset of the Train folder is linked (never copied) into a temporary Train/Test layout, and both
 runs see the same split, initial weights, sampling order and augmentation draws: only the precision differs.
-Weights are random (model.weights=none), so the absolute numbers are those of a few epochs from scratch.
+Weights are random (model.weights=none), so the absolute numbers are those of a short run from scratch.
 """
 
 import argparse
@@ -46,10 +46,10 @@ def last_logged(metrics_csv: Path, column: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="a Train folder with one sub-folder of JPEGs per class")
-    parser.add_argument("--per-class", type=int, default=300, help="training images a class (fewer where a class has fewer)")
+    parser.add_argument("--per-class", type=int, default=150, help="training images a class (fewer where a class has fewer)")
     parser.add_argument("--test-per-class", type=int, default=40)
     parser.add_argument("--arch", default="resnet18")
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("overrides", nargs="*", help="extra config overrides, e.g. data.batch_size=64")
     args = parser.parse_args()
     results = []
@@ -70,6 +70,7 @@ def main() -> None:
             seconds = time.perf_counter() - started
             val = last_logged(output_dir / "csv" / "metrics.csv", "val/balanced_accuracy")
             results.append((precision, val, summary["balanced_accuracy"], seconds))
+            print(f"{precision}: val balanced accuracy {val:.4f}, test {summary['balanced_accuracy']:.4f}, {seconds:.0f} s", flush=True)
     print(f"\n{args.arch}, weights none, {args.epochs} epochs, <= {args.per_class} training images a class, "
           f"experiment=v4_selective optim.lr=0.01 {' '.join(args.overrides)}\n")
     print("| precision | val balanced accuracy (last epoch) | test balanced accuracy (best checkpoint) | seconds |")
