@@ -47,3 +47,8 @@ def to_model_input(images: torch.Tensor, augmentation: nn.Module | None = None) 
     mean = torch.tensor(IMAGENET_MEAN, device=batch.device).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=batch.device).view(1, 3, 1, 1)
     return ((batch - mean) / std).contiguous(memory_format=torch.channels_last)
+
+
+def preprocessing(image_size: int) -> dict:
+    """What a checkpoint must carry so that evaluation, prediction and export feed the model as training did."""
+    return {"image_size": int(image_size), "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}

@@ -7,7 +7,7 @@ from omegaconf import DictConfig, OmegaConf
 from skin_lightning.errors import UserError
 
 CHOICES = {
-    "data.layout": ("folder", "demo"),
+    "data.layout": ("folder", "demo", "isic2019"),
     "data.cache": ("memory", "disk", "none"),
     "data.on_bad_image": ("error", "skip"),
     "sampler.name": ("shuffle", "oversample"),
@@ -33,6 +33,8 @@ def check_config(cfg: DictConfig) -> None:
         _require(value in allowed, key, value, "one of " + ", ".join(allowed))
     data = cfg.data
     _require(0 <= data.val_fraction < 1, "data.val_fraction", data.val_fraction, "a number in [0, 1)")
+    if data.layout == "isic2019":
+        _require(0 < data.test_fraction < 1, "data.test_fraction", data.test_fraction, "a number in (0, 1)")
     _require(isinstance(data.image_size, int) and data.image_size >= 16, "data.image_size", data.image_size, "a whole number >= 16")
     _require(isinstance(data.batch_size, int) and data.batch_size >= 1, "data.batch_size", data.batch_size, "a whole number >= 1")
     workers = data.num_workers

@@ -13,7 +13,7 @@ from skin_lightning.augment import build_augmentation, to_model_input
 from skin_lightning.demo import make_demo_dataset
 from skin_lightning.cache import decoded_store
 from skin_lightning.images import decode_image, default_workers, report_bad_images
-from skin_lightning.layouts import Layout, Samples, read_folder_layout
+from skin_lightning.layouts import Layout, Samples, read_folder_layout, read_isic2019_layout
 from skin_lightning.split import stratified_split, write_split_csv
 
 log = logging.getLogger(__name__)
@@ -62,13 +62,16 @@ def oversampler(labels: list[int], num_classes: int, exponent: float, seed: int)
 
 
 class SkinDataModule(L.LightningDataModule):
-    def __init__(self, data: Mapping, augment: Mapping, sampler: Mapping, seed: int, output_dir: str | None = None):
+    def __init__(
+        self, data: Mapping, augment: Mapping | None, sampler: Mapping | None, seed: int, output_dir: str | None = None
+    ):
+        """`augment` and `sampler` may be None where only the splits are read (evaluation)."""
         super().__init__()
         self.cfg = dict(data)
-        self.sampler_cfg = dict(sampler)
+        self.sampler_cfg = dict(sampler or {})
         self.seed = seed
         self.output_dir = Path(output_dir) if output_dir else None
-        self.augmentation = build_augmentation(augment)
+        self.augmentation = build_augmentation(augment) if augment else None
         self.root = Path(self.cfg["root"])
         self.classes: list[str] = []
         self.splits: dict[str, ImageSet] = {}
@@ -80,16 +83,26 @@ class SkinDataModule(L.LightningDataModule):
     def read_layout(self) -> Layout:
         if self.cfg["layout"] in ("folder", "demo"):
             return read_folder_layout(self.root)
+        if self.cfg["layout"] == "isic2019":
+            return read_isic2019_layout(self.root)
         raise ValueError(f"unknown data.layout {self.cfg['layout']!r}")
+
+    def read_splits(self) -> dict[str, Samples]:
+        """Train, val and test samples before decoding; evaluation reads the test split from here alone."""
+        layout = self.read_layout()
+        self.classes = layout.classes
+        train, test = layout.train, layout.test
+        if test is None:
+            kept, held = stratified_split(train.labels, self.cfg["test_fraction"], self.seed)
+            train, test = train.subset(kept), train.subset(held)
+            log.info("held out %d images as the test split (data.test_fraction=%s, seed %d)", len(test), self.cfg["test_fraction"], self.seed)
+        kept, held = stratified_split(train.labels, self.cfg["val_fraction"], self.seed)
+        return {"train": train.subset(kept), "val": train.subset(held), "test": test}
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
-        layout = self.read_layout()
-        self.classes = layout.classes
-        kept, held = stratified_split(layout.train.labels, self.cfg["val_fraction"], self.seed)
-        samples = {"train": layout.train.subset(kept), "val": layout.train.subset(held), "test": layout.test}
-        samples = self._decode(samples)
+        samples = self._decode(self.read_splits())
         if self.output_dir is not None:
             write_split_csv(self.output_dir / "split.csv", samples, self.classes)
         counts = {name: len(split) for name, split in samples.items()}

@@ -61,6 +61,21 @@ def decode_into(
     return bad
 
 
+def decode_all(
+    paths: list[Path], size: int, workers: int | None = None, desc: str = "decoding"
+) -> tuple[np.ndarray, np.ndarray, list[BadImageError]]:
+    """Decode every file once into memory.
+
+    Returns the images of the files that decoded, a mask of which files those were, and the
+    errors of the others, so callers drop exactly the same entries from their labels.
+    """
+    store = np.empty((len(paths), size, size, 3), dtype=np.uint8)
+    bad = decode_into(paths, size, store, workers, desc)
+    failed = {error.path for error in bad}
+    good = np.asarray([path not in failed for path in paths], dtype=bool)
+    return (store if good.all() else store[good]), good, bad
+
+
 def report_bad_images(bad: list[BadImageError], policy: str, listing: Path) -> None:
     """Stop with the whole list (policy "error") or record it and go on without them ("skip")."""
     if not bad:

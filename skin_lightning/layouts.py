@@ -4,6 +4,7 @@ Class names and their order always come from the training data; every other spli
 checked against them, so a label can never silently mean a different class.
 """
 
+import csv
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,9 +30,11 @@ class Samples:
 
 @dataclass(frozen=True)
 class Layout:
+    """`test` is None when the data set has no test split of its own (one is then held out of train)."""
+
     classes: list[str]
     train: Samples
-    test: Samples
+    test: Samples | None
 
 
 def _visible(entries):
@@ -96,3 +99,89 @@ def read_folder_layout(root: Path) -> Layout:
     if missing:
         log.warning("%s has no images of class %s: their test metrics are undefined", root / "Test", ", ".join(missing))
     return Layout(classes, _to_samples(train, classes), _to_samples(test, classes))
+
+
+ISIC_LABELS = ("MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK")
+ISIC_UNKNOWN = "UNK"
+ISIC_SPLITS = {
+    "train": ("ISIC_2019_Training_Input", "ISIC_2019_Training_GroundTruth.csv"),
+    "test": ("ISIC_2019_Test_Input", "ISIC_2019_Test_GroundTruth.csv"),
+}
+
+
+def _one_hot_label(row: dict, table: Path, line: int) -> str:
+    values = {}
+    for name in ISIC_LABELS:
+        try:
+            values[name] = float(row[name])
+        except (TypeError, ValueError):
+            raise UserError(f"{table} line {line} ({row['image']}): {name}={row[name]!r} is not a number") from None
+    hot = [name for name, value in values.items() if value == 1.0]
+    if len(hot) != 1 or any(value not in (0.0, 1.0) for value in values.values()):
+        shown = ",".join(f"{name}={row[name]}" for name in ISIC_LABELS)
+        raise UserError(
+            f"{table} line {line} ({row['image']}) is not one-hot ({shown}): every row needs exactly one 1 "
+            "and zeros elsewhere; fix or remove the row"
+        )
+    return hot[0]
+
+
+def _isic_split(root: Path, folder: str, table: str, classes: list[str]) -> Samples:
+    images_dir, table_path = root / folder, root / table
+    if not images_dir.is_dir():
+        raise UserError(f"{images_dir} does not exist: data.layout=isic2019 expects {folder}/ next to {table} in data.root")
+    files = {path.stem: path for path in _visible(images_dir.iterdir()) if path.suffix.lower() in IMAGE_SUFFIXES}
+    with open(table_path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing_columns = [name for name in ("image", *ISIC_LABELS) if name not in (reader.fieldnames or [])]
+        if missing_columns:
+            raise UserError(
+                f"{table_path} lacks the column(s) {', '.join(missing_columns)}: the header must be "
+                f"image,{','.join(ISIC_LABELS)}"
+            )
+        paths, labels, seen, absent, unknown = [], [], set(), [], 0
+        for line, row in enumerate(reader, start=2):
+            image = row["image"].strip()
+            if image in seen:
+                raise UserError(f"{table_path} line {line}: image {image} is listed twice; keep one row per image")
+            seen.add(image)
+            label = _one_hot_label(row, table_path, line)
+            if label == ISIC_UNKNOWN:
+                unknown += 1
+            elif image not in files:
+                absent.append(f"line {line}: {image}")
+            else:
+                paths.append(files[image])
+                labels.append(classes.index(label))
+    if absent:
+        shown = "\n  ".join(absent[:20]) + (f"\n  ... and {len(absent) - 20} more" if len(absent) > 20 else "")
+        raise UserError(
+            f"{len(absent)} images listed in {table_path} are not in {images_dir}:\n  {shown}\n"
+            "Restore the files or remove their rows."
+        )
+    if unknown:
+        log.info("%s: left out %d rows labelled %s (no such class to learn)", table_path, unknown, ISIC_UNKNOWN)
+    if not paths:
+        raise UserError(f"{table_path} lists no images of a known class")
+    return Samples(paths, labels)
+
+
+def read_isic2019_layout(root: Path) -> Layout:
+    """The official ISIC 2019 files: image folders plus one-hot ground-truth tables.
+
+    Classes are the table's columns minus UNK, sorted like folder names, so a model trained on
+    this layout and one trained on ISIC84by84 folders have the same class order.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"data.root={root} does not exist or is not a folder")
+    classes = sorted(name for name in ISIC_LABELS if name != ISIC_UNKNOWN)
+    folder, table = ISIC_SPLITS["train"]
+    if not (root / table).is_file():
+        raise UserError(f"{root / table} does not exist: data.root must hold {table} and {folder}/ (data.layout=isic2019)")
+    train = _isic_split(root, folder, table, classes)
+    test_folder, test_table = ISIC_SPLITS["test"]
+    if (root / test_table).is_file():
+        return Layout(classes, train, _isic_split(root, test_folder, test_table, classes))
+    log.info("%s has no %s: a test split is held out of the training rows", root, test_table)
+    return Layout(classes, train, None)

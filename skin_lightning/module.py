@@ -42,7 +42,10 @@ def warmup_cosine(total_steps: int, warmup_steps: int):
 class SkinClassifier(L.LightningModule):
     """Hyperparameters are plain containers so checkpoints load with torch.load(weights_only=True)."""
 
-    def __init__(self, classes: list[str], class_counts: list[int], model: dict, loss: dict, optim: dict):
+    def __init__(
+        self, classes: list[str], class_counts: list[int], model: dict, loss: dict, optim: dict, preprocessing: dict | None = None
+    ):
+        """`preprocessing` (augment.preprocessing) is only stored, for the tools that load the checkpoint later."""
         super().__init__()
         self.save_hyperparameters()
         self.classes = list(classes)

@@ -10,6 +10,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
+from skin_lightning.augment import preprocessing
 from skin_lightning.cli import CONFIG_DIR, reported
 from skin_lightning.config import check_config
 from skin_lightning.datamodule import SkinDataModule
@@ -40,6 +41,7 @@ def train(cfg: DictConfig) -> dict:
     module = SkinClassifier(
         classes=datamodule.classes,
         class_counts=datamodule.class_counts,
+        preprocessing=preprocessing(cfg.data.image_size),
         **{key: OmegaConf.to_container(cfg[key], resolve=True) for key in ("model", "loss", "optim")},
     )
     callbacks = [instantiate(callback) for callback in cfg.callbacks.values()]

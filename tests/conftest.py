@@ -7,9 +7,11 @@ from hydra import compose, initialize_config_dir
 
 from skin_lightning.cli import CONFIG_DIR
 from skin_lightning.demo import make_demo_dataset
+from skin_lightning.train import train
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 REAL_84 = SHARED_DATA / "isic84by84" / "Train"
+REAL_ISIC2019 = SHARED_DATA / "isic2019_sample"
 
 # Small enough for a CPU test: tiny images, two batches of each stage, no downloads.
 FAST = [
@@ -26,9 +28,14 @@ FAST = [
 ]
 
 
-def compose_train(overrides: list[str]):
+def compose_config(name: str, overrides: list[str]):
+    """A composed entry-point config (train, evaluate, predict, explain, export), as its command line would make it."""
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose(config_name="train", overrides=overrides)
+        return compose(config_name=name, overrides=overrides)
+
+
+def compose_train(overrides: list[str]):
+    return compose_config("train", overrides)
 
 
 @pytest.fixture(scope="session")
@@ -41,3 +48,18 @@ def real_train() -> Path:
     if not REAL_84.is_dir():
         pytest.skip(f"real images not found at {REAL_84}")
     return REAL_84
+
+
+@pytest.fixture
+def real_isic2019() -> Path:
+    if not REAL_ISIC2019.is_dir():
+        pytest.skip(f"real images not found at {REAL_ISIC2019}")
+    return REAL_ISIC2019
+
+
+@pytest.fixture(scope="session")
+def demo_checkpoint(demo_root, tmp_path_factory) -> Path:
+    """A ResNet-18 trained for two FAST batches on the demo data: weights that load, not a useful model."""
+    run = tmp_path_factory.mktemp("demo_run")
+    train(compose_train([*FAST, "experiment=demo", f"data.root={demo_root}", f"output_dir={run}", "logger=csv"]))
+    return run / "checkpoints" / "best.ckpt"

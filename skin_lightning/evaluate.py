@@ -1,0 +1,79 @@
+"""Entry point: a checkpoint's full report on the test split of a data set, without training.
+
+The data set may use another layout than the checkpoint was trained on; labels are matched to the
+checkpoint's classes by name, so the class order of the data never has to agree.
+"""
+
+import logging
+from pathlib import Path
+
+import hydra
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from skin_lightning.cli import CONFIG_DIR, reported
+from skin_lightning.config import CHOICES
+from skin_lightning.datamodule import SkinDataModule
+from skin_lightning.errors import UserError
+from skin_lightning.images import decode_all, report_bad_images
+from skin_lightning.inference import check_tta, load_checkpoint, predict_probs, resolve_device
+from skin_lightning.layouts import Samples
+from skin_lightning.reports import write_evaluation_reports
+
+log = logging.getLogger(__name__)
+
+
+def to_checkpoint_labels(samples: Samples, data_classes: list[str], model_classes: list[str], source: str) -> np.ndarray:
+    """Data labels -> indices into the checkpoint's classes, matched by name."""
+    present = sorted({data_classes[label] for label in samples.labels})
+    unknown = [name for name in present if name not in model_classes]
+    if unknown:
+        raise UserError(
+            f"{source} has images of class(es) {', '.join(unknown)} that the checkpoint does not know "
+            f"(it predicts {', '.join(model_classes)}); remove them or evaluate a checkpoint trained on them"
+        )
+    mapping = np.array([model_classes.index(name) if name in model_classes else -1 for name in data_classes])
+    return mapping[np.asarray(samples.labels, dtype=np.int64)]
+
+
+def evaluate(cfg: DictConfig) -> dict:
+    if OmegaConf.is_missing(cfg.data, "root"):
+        raise UserError("data.root is not set: pass data.root=/path/to/data (its test split is evaluated)")
+    if cfg.data.layout not in CHOICES["data.layout"]:
+        raise UserError(f"data.layout={cfg.data.layout} is invalid: expected one of {', '.join(CHOICES['data.layout'])}")
+    check_tta(cfg.tta)
+    output_dir = Path(cfg.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    model = load_checkpoint(Path(cfg.ckpt_path), cfg.image_size)
+
+    datamodule = SkinDataModule(cfg.data, None, None, cfg.seed)
+    datamodule.prepare_data()
+    samples = datamodule.read_splits()["test"]
+    labels = to_checkpoint_labels(samples, datamodule.classes, model.classes, f"data.root={cfg.data.root}")
+    images, good, bad = decode_all(samples.paths, model.image_size, desc="decoding test")
+    report_bad_images(bad, cfg.data.on_bad_image, output_dir / "bad_images.tsv")
+    paths = [path for path, keep in zip(samples.paths, good) if keep]
+
+    probs = predict_probs(model, images, cfg.data.batch_size, cfg.tta, resolve_device(cfg.device))
+    extra = {
+        "checkpoint": str(cfg.ckpt_path),
+        "data": f"{cfg.data.layout} {cfg.data.root}",
+        "tta": cfg.tta,
+        "image_size": model.image_size,
+    }
+    summary = write_evaluation_reports(output_dir, probs, labels[good], paths, model.classes, extra, cfg.calibration_bins)
+    log.info(
+        "balanced accuracy %.4f, accuracy %.4f, ECE %.4f on %d images; reports in %s",
+        summary["balanced_accuracy"], summary["accuracy"], summary["calibration"]["ece"], len(paths), output_dir,
+    )
+    return summary
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    with reported(Path(cfg.output_dir)):
+        evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()
