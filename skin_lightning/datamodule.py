@@ -11,7 +11,8 @@ from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from skin_lightning.augment import build_augmentation, to_model_input
 from skin_lightning.demo import make_demo_dataset
-from skin_lightning.images import decode_all, decode_image, default_workers, report_bad_images
+from skin_lightning.cache import decoded_store
+from skin_lightning.images import decode_image, default_workers, report_bad_images
 from skin_lightning.layouts import Layout, Samples, read_folder_layout, read_isic2019_layout
 from skin_lightning.split import fold_split, stratified_split, write_split_csv
 
@@ -22,13 +23,14 @@ class ImageSet(Dataset):
     """Returns whole batches of uint8 NHWC images, labels and sample indices.
 
     Implementing `__getitems__` lets a DataLoader fetch a batch with one fancy index into
-    the decoded store instead of one Python call per image.
+    the decoded store (`images`, sample i in row `rows[i]`) instead of one Python call per image.
     """
 
-    def __init__(self, samples: Samples, size: int, images: np.ndarray | None):
+    def __init__(self, samples: Samples, size: int, images: np.ndarray | None, rows: np.ndarray | None = None):
         self.samples = samples
         self.size = size
         self.images = images
+        self.rows = rows
         self.labels = np.asarray(samples.labels, dtype=np.int64)
 
     def __len__(self) -> int:
@@ -37,7 +39,7 @@ class ImageSet(Dataset):
     def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         index = np.asarray(indices)
         if self.images is not None:
-            pixels = self.images[index]
+            pixels = self.images[self.rows[index]]
         else:
             pixels = np.stack([decode_image(self.samples.paths[i], self.size) for i in index])
         return torch.from_numpy(pixels), torch.from_numpy(self.labels[index]), torch.from_numpy(index)
@@ -111,18 +113,19 @@ class SkinDataModule(L.LightningDataModule):
 
     def _decode(self, samples: dict[str, Samples]) -> dict[str, Samples]:
         size = self.cfg["image_size"]
-        bad = []
+        if self.cfg["cache"] == "none":
+            for name, split in samples.items():
+                self.splits[name] = ImageSet(split, size, None)
+            return samples
+        paths = [path for split in samples.values() for path in split.paths]
+        store = decoded_store(paths, size, self.cfg["cache"], self.cfg["cache_dir"])
+        unreadable = {error.path for error in store.bad}
         for name, split in samples.items():
-            if self.cfg["cache"] == "memory":
-                images, good, errors = decode_all(split.paths, size, desc=f"decoding {name}")
-                split = split.subset(np.flatnonzero(good))
-                bad += errors
-            else:
-                images = None
+            split = split.subset([i for i, path in enumerate(split.paths) if path not in unreadable])
             samples[name] = split
-            self.splits[name] = ImageSet(split, size, images)
+            self.splits[name] = ImageSet(split, size, store.images, store.rows(split.paths))
         listing = (self.output_dir or Path(".")) / "bad_images.tsv"
-        report_bad_images(bad, self.cfg["on_bad_image"], listing)
+        report_bad_images(store.bad, self.cfg["on_bad_image"], listing)
         return samples
 
     @property
@@ -135,7 +138,7 @@ class SkinDataModule(L.LightningDataModule):
     def _num_workers(self) -> int:
         workers = self.cfg["num_workers"]
         if workers == "auto":
-            return 0 if self.cfg["cache"] == "memory" else default_workers()
+            return default_workers() if self.cfg["cache"] == "none" else 0
         return int(workers)
 
     def _loader(self, split: str, **kwargs) -> DataLoader:

@@ -52,6 +52,9 @@ class SkinClassifier(L.LightningModule):
         self.net = build_network(model["arch"], len(classes), model["weights"], model["freeze_backbone"])
         if model["channels_last"]:
             self.net = self.net.to(memory_format=torch.channels_last)
+        if model.get("compile", False):
+            # in place, so state_dict keys (and checkpoints) stay those of the plain network
+            self.net.compile()
         self.register_buffer("class_weights", class_weights(class_counts, loss))
         # keys are prefixed: "train" would clash with nn.Module.train
         self.metrics = nn.ModuleDict({f"{stage}_": stage_metrics(len(classes)) for stage in ("train", "val", "test")})
