@@ -123,7 +123,13 @@ class SkinClassifier(L.LightningModule):
             raise UserError(f"optim.name={settings['name']} is not one of {', '.join(OPTIMIZERS)}")
         parameters = [p for p in self.parameters() if p.requires_grad]
         kwargs = {key: value for key, value in settings.items() if key not in SCHEDULE_KEYS}
-        optimizer = OPTIMIZERS[settings["name"]](parameters, **kwargs)
+        try:
+            optimizer = OPTIMIZERS[settings["name"]](parameters, **kwargs)
+        except (TypeError, ValueError) as error:
+            raise UserError(
+                f"optim={settings['name']} does not take the settings {sorted(kwargs)}: {error}; "
+                f"check the optim.* overrides"
+            ) from error
         if settings["scheduler"] == "none":
             return optimizer
         if settings["scheduler"] != "cosine":
