@@ -8,7 +8,7 @@ from skin_lightning.errors import UserError
 
 CHOICES = {
     "data.layout": ("folder", "demo", "isic2019"),
-    "data.cache": ("memory", "none"),
+    "data.cache": ("memory", "disk", "none"),
     "data.on_bad_image": ("error", "skip"),
     "sampler.name": ("shuffle", "oversample"),
     "loss.name": ("ce", "weighted_ce"),

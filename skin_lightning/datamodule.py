@@ -13,7 +13,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from skin_lightning.augment import build_augmentation, to_model_input
 from skin_lightning.callbacks import epoch_seed
 from skin_lightning.demo import make_demo_dataset
-from skin_lightning.images import decode_all, decode_image, default_workers, report_bad_images
+from skin_lightning.cache import decoded_store
+from skin_lightning.images import decode_image, decode_into, default_workers, report_bad_images
 from skin_lightning.layouts import Layout, Samples, read_folder_layout, read_isic2019_layout
 from skin_lightning.split import fold_split, stratified_split, write_split_csv
 
@@ -24,13 +25,14 @@ class ImageSet(Dataset):
     """Returns whole batches of uint8 NHWC images, labels and sample indices.
 
     Implementing `__getitems__` lets a DataLoader fetch a batch with one fancy index into
-    the decoded store instead of one Python call per image.
+    the decoded store (`images`, sample i in row `rows[i]`) instead of one Python call per image.
     """
 
-    def __init__(self, samples: Samples, size: int, images: np.ndarray | None):
+    def __init__(self, samples: Samples, size: int, images: np.ndarray | None, rows: np.ndarray | None = None):
         self.samples = samples
         self.size = size
         self.images = images
+        self.rows = rows
         self.labels = np.asarray(samples.labels, dtype=np.int64)
 
     def __len__(self) -> int:
@@ -39,7 +41,7 @@ class ImageSet(Dataset):
     def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         index = np.asarray(indices)
         if self.images is not None:
-            pixels = self.images[index]
+            pixels = self.images[self.rows[index]]
         else:
             pixels = np.stack([decode_image(self.samples.paths[i], self.size) for i in index])
         return torch.from_numpy(pixels), torch.from_numpy(self.labels[index]), torch.from_numpy(index)
@@ -139,15 +141,18 @@ class SkinDataModule(L.LightningDataModule):
 
     def _decode(self, samples: dict[str, Samples]) -> dict[str, Samples]:
         size = self.cfg["image_size"]
-        bad = []
-        cached = self.cfg["cache"] == "memory"
+        paths = [path for split in samples.values() for path in split.paths]
+        if self.cfg["cache"] == "none":
+            # nothing is kept, but every file is decoded once, so a bad one stops the run before training
+            store, bad = None, decode_into(paths, size, None, desc="checking images")
+        else:
+            store = decoded_store(paths, size, self.cfg["cache"], self.cfg["cache_dir"])
+            bad = store.bad
+        unreadable = {error.path for error in bad}
         for name, split in samples.items():
-            # without a cache this pass only verifies, so a bad file stops the run before training
-            images, good, errors = decode_all(split.paths, size, desc=f"{'decoding' if cached else 'checking'} {name}", keep=cached)
-            split = split.subset(np.flatnonzero(good))
-            bad += errors
+            split = split.subset([i for i, path in enumerate(split.paths) if path not in unreadable])
             samples[name] = split
-            self.splits[name] = ImageSet(split, size, images)
+            self.splits[name] = ImageSet(split, size, None) if store is None else ImageSet(split, size, store.images, store.rows(split.paths))
         listing = (self.output_dir or Path(".")) / "bad_images.tsv" if rank_zero_only.rank == 0 else None
         report_bad_images(bad, self.cfg["on_bad_image"], listing)
         return samples
@@ -162,7 +167,7 @@ class SkinDataModule(L.LightningDataModule):
     def _num_workers(self) -> int:
         workers = self.cfg["num_workers"]
         if workers == "auto":
-            return 0 if self.cfg["cache"] == "memory" else default_workers()
+            return default_workers() if self.cfg["cache"] == "none" else 0
         return int(workers)
 
     def _loader(self, split: str, **kwargs) -> DataLoader:

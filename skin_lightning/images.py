@@ -64,6 +64,8 @@ def decode_image(path: Path, size: int) -> np.ndarray:
                 )
             if min(width, height) < MIN_SIDE:
                 raise BadImageError(path, f"{width}x{height} pixels, too small to show a lesion (at least {MIN_SIDE}x{MIN_SIDE})")
+            # a JPEG much larger than `size` decodes at 1/2, 1/4 or 1/8 scale (still >= size): several times faster
+            image.draft("RGB", (size, size))
             image = _to_rgb(ImageOps.exif_transpose(image))
             if image.size != (size, size):
                 image = image.resize((size, size), Image.Resampling.BILINEAR)
@@ -76,35 +78,45 @@ def default_workers() -> int:
     return min(8, os.cpu_count() or 1)
 
 
-def decode_all(
-    paths: list[Path], size: int, workers: int | None = None, desc: str = "decoding", keep: bool = True
-) -> tuple[np.ndarray | None, np.ndarray, list[BadImageError]]:
-    """Decode every file once, in parallel threads (Pillow releases the GIL while decoding).
+def decode_into(
+    paths: list[Path], size: int, store: np.ndarray | None, workers: int | None = None, desc: str = "decoding"
+) -> list[BadImageError]:
+    """Decode every file once into row i of `store`, in parallel threads (Pillow releases the GIL).
 
-    Returns the images of the files that decoded (None with keep=False: a verification pass
-    when images are decoded again every batch), a mask of which files those were, and the
-    errors of the others, so callers drop exactly the same entries from their labels.
+    `store` may be a memory-mapped file, so a large cache never has to fit in memory twice, or None
+    to only check that every file decodes. Returns the errors of the files that did not decode;
+    their rows stay untouched.
     """
-    store = np.empty((len(paths), size, size, 3), dtype=np.uint8) if keep else None
     bad: list[BadImageError] = []
-    good = np.ones(len(paths), dtype=bool)
 
-    def decode_into(index: int) -> None:
+    def decode_one(index: int) -> None:
         try:
             pixels = decode_image(paths[index], size)
         except BadImageError as error:
             bad.append(error)
-            good[index] = False
             return
         if store is not None:
             store[index] = pixels
 
     with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool:
-        for _ in tqdm(pool.map(decode_into, range(len(paths))), total=len(paths), desc=desc, unit="img", mininterval=2.0):
+        for _ in tqdm(pool.map(decode_one, range(len(paths))), total=len(paths), desc=desc, unit="img", mininterval=2.0):
             pass
-    if store is None or good.all():
-        return store, good, bad
-    return store[good], good, bad
+    return bad
+
+
+def decode_all(
+    paths: list[Path], size: int, workers: int | None = None, desc: str = "decoding"
+) -> tuple[np.ndarray, np.ndarray, list[BadImageError]]:
+    """Decode every file once into memory.
+
+    Returns the images of the files that decoded, a mask of which files those were, and the
+    errors of the others, so callers drop exactly the same entries from their labels.
+    """
+    store = np.empty((len(paths), size, size, 3), dtype=np.uint8)
+    bad = decode_into(paths, size, store, workers, desc)
+    failed = {error.path for error in bad}
+    good = np.asarray([path not in failed for path in paths], dtype=bool)
+    return (store if good.all() else store[good]), good, bad
 
 
 def report_bad_images(bad: list[BadImageError], policy: str, listing: Path | None) -> None:

@@ -52,6 +52,9 @@ class SkinClassifier(L.LightningModule):
         self.net = build_network(model["arch"], len(classes), model["weights"], model["freeze_backbone"])
         if model["channels_last"]:
             self.net = self.net.to(memory_format=torch.channels_last)
+        if model.get("compile", False):
+            # in place, so state_dict keys (and checkpoints) stay those of the plain network
+            self.net.compile()
         self.register_buffer("class_weights", class_weights(class_counts, loss))
         # keys are prefixed: "train" would clash with nn.Module.train
         self.metrics = nn.ModuleDict({f"{stage}_": stage_metrics(len(classes)) for stage in ("train", "val", "test")})
@@ -129,7 +132,13 @@ class SkinClassifier(L.LightningModule):
             raise UserError(f"optim.name={settings['name']} is not one of {', '.join(OPTIMIZERS)}")
         parameters = [p for p in self.parameters() if p.requires_grad]
         kwargs = {key: value for key, value in settings.items() if key not in SCHEDULE_KEYS}
-        optimizer = OPTIMIZERS[settings["name"]](parameters, **kwargs)
+        try:
+            optimizer = OPTIMIZERS[settings["name"]](parameters, **kwargs)
+        except (TypeError, ValueError) as error:
+            raise UserError(
+                f"optim={settings['name']} does not take the settings {sorted(kwargs)}: {error}; "
+                f"check the optim.* overrides"
+            ) from error
         if settings["scheduler"] == "none":
             return optimizer
         if settings["scheduler"] != "cosine":

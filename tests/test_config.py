@@ -87,3 +87,22 @@ def test_run_names_are_readable_folder_names():
     assert run_name("data.root=/data/ISIC84by84,experiment=v1_baseline") == "data.root=_data_ISIC84by84,experiment=v1_baseline"
     assert run_name("") == "defaults"
     assert "/" not in run_name("model.weights=/a/b/c.pth")
+
+
+def test_versions_take_another_optimizer(tmp_path):
+    """Experiments pin only the optimizer group, so optim=adamw composes cleanly with any version."""
+    cfg = compose_train(["experiment=v4_selective", "optim=adamw", "data.root=/anywhere", f"output_dir={tmp_path}"])
+    assert "momentum" not in cfg.optim
+    check_config(cfg)
+
+
+def test_optimizer_settings_it_does_not_take_are_named():
+    from skin_lightning.module import SkinClassifier
+
+    optim = {"name": "adamw", "lr": 1e-3, "momentum": 0.9, "scheduler": "none", "warmup_fraction": 0.0}
+    module = SkinClassifier(
+        ["A", "B"], [1, 1], {"arch": "resnet18", "weights": "none", "freeze_backbone": False, "channels_last": False},
+        {"name": "ce", "label_smoothing": 0.0}, optim,
+    )
+    with pytest.raises(UserError, match=r"optim=adamw does not take.*momentum"):
+        module.configure_optimizers()
