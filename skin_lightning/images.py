@@ -22,7 +22,7 @@ class BadImageError(Exception):
 
 
 # Smaller images cannot show a lesion; stretching them would feed the model flat colour.
-MIN_SIDE = 16
+MIN_SIDE = 8
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 
