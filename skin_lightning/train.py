@@ -31,16 +31,22 @@ def _checkpoint_to_test(trainer: L.Trainer) -> str | None:
     return None
 
 
-def validation_scores(trainer: L.Trainer, module: SkinClassifier, datamodule: SkinDataModule, checkpoint: str, data: DictConfig) -> dict:
+def validation_scores(
+    trainer: L.Trainer, module: SkinClassifier, datamodule: SkinDataModule, checkpoint: str, data: DictConfig
+) -> dict | None:
     """Validation scores of the tested checkpoint, so a sweep summary can average them over folds or seeds.
 
     Loggers are off for this extra pass: it would otherwise add a point to the training curves.
+    None when validation is switched off (trainer.limit_val_batches=0).
     """
     loggers, trainer.loggers = trainer.loggers, []
     try:
-        (logged,) = trainer.validate(module, datamodule=datamodule, ckpt_path=checkpoint, verbose=False)
+        results = trainer.validate(module, datamodule=datamodule, ckpt_path=checkpoint, verbose=False)
     finally:
         trainer.loggers = loggers
+    if not results:
+        return None
+    (logged,) = results
     return {
         "images": len(datamodule.samples("val")),
         "fold": data.fold,
@@ -80,8 +86,9 @@ def train(cfg: DictConfig) -> dict:
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
     checkpoint = _checkpoint_to_test(trainer)
     extra = {"checkpoint": checkpoint or "last weights", "precision": trainer_args["precision"]}
-    if checkpoint:
-        extra["validation"] = validation_scores(trainer, module, datamodule, checkpoint, cfg.data)
+    scores = validation_scores(trainer, module, datamodule, checkpoint, cfg.data) if checkpoint else None
+    if scores:
+        extra["validation"] = scores
     trainer.test(module, datamodule=datamodule, ckpt_path=checkpoint)
     if not trainer.is_global_zero:
         return {}

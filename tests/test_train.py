@@ -64,6 +64,13 @@ def test_run_without_validation_tests_the_last_weights(tmp_path, demo_root):
     assert (tmp_path / "checkpoints" / "last.ckpt").exists()
 
 
+def test_run_without_validation_or_our_checkpoint_callback_finishes(tmp_path, demo_root):
+    """Lightning's own checkpoint callback then keeps the last epoch: it is tested, with no validation scores."""
+    run_train(tmp_path, demo_root, "experiment=demo", "trainer.limit_val_batches=0", "~callbacks.checkpoint")
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["checkpoint"].endswith(".ckpt") and "validation" not in metrics
+
+
 def cli(*args, cwd):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run(
