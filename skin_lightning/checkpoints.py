@@ -28,7 +28,7 @@ def read_checkpoint(path: str | Path, map_location="cpu") -> dict:
     unreadable, or carries pickled objects that could run code."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"checkpoint {path} does not exist")
+        raise UserError(f"checkpoint {path} does not exist: pass a training run's checkpoints/best.ckpt or last.ckpt")
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:

@@ -34,8 +34,6 @@ class TrainedModel:
 def load_checkpoint(path: Path, image_size: int | None = None) -> TrainedModel:
     """`image_size` is needed only for checkpoints saved before the input size was recorded in them."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"ckpt_path={path} does not exist: pass a training run's checkpoints/best.ckpt")
     checkpoint = read_checkpoint(path)
     try:
         hparams, state = checkpoint["hyper_parameters"], checkpoint["state_dict"]

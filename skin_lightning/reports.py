@@ -26,10 +26,15 @@ BOOTSTRAP = {"confidence": 0.95, "resamples": 1000, "seed": 0, "resampling": "st
 INTERVAL_SCORES = ("accuracy", "balanced_accuracy", "macro_f1")
 
 
+def row_shares(matrix: np.ndarray) -> np.ndarray:
+    """Each row of a confusion matrix as shares of its true class; a class with no images stays 0."""
+    totals = matrix.sum(axis=1, keepdims=True)
+    return np.divide(matrix, totals, out=np.zeros(matrix.shape, dtype=float), where=totals > 0)
+
+
 def confusion_figure(matrix: np.ndarray, classes: list[str], title: str = "", shares_in_cells: bool = False) -> plt.Figure:
     """Counts (or row shares) in the cells, colour by row share, so small classes are as readable as large ones."""
-    totals = matrix.sum(axis=1, keepdims=True)
-    shares = np.divide(matrix, totals, out=np.zeros(matrix.shape, dtype=float), where=totals > 0)
+    shares = row_shares(matrix)
     size = 1.0 + 0.6 * len(classes)
     figure, axes = plt.subplots(figsize=(size + 1.5, size))
     image = axes.imshow(shares, cmap="Blues", vmin=0, vmax=1)
@@ -231,7 +236,6 @@ def evaluation_summary(probs: np.ndarray, labels: np.ndarray, classes: list[str]
             row.update(auc=None, auc_sens_80=None, average_precision=None)
         per_class[cls] = {name: row[name] for name in EVALUATION_PER_CLASS} | {"support": int(support[k])}
     matrix = values["confusion_matrix"].numpy()
-    totals = matrix.sum(axis=1, keepdims=True)
     aucs = [row["auc"] for row in per_class.values() if row["auc"] is not None]
     summary = {
         "num_images": int(len(labels)),
@@ -245,7 +249,7 @@ def evaluation_summary(probs: np.ndarray, labels: np.ndarray, classes: list[str]
         "per_class": per_class,
         "classes": list(classes),
         "confusion_matrix": matrix.tolist(),
-        "confusion_matrix_normalized": np.divide(matrix, totals, out=np.zeros(matrix.shape), where=totals > 0).round(6).tolist(),
+        "confusion_matrix_normalized": row_shares(matrix).round(6).tolist(),
     }
     return summary, curves
 
