@@ -83,8 +83,10 @@ def test_a_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatc
 
 
 def test_non_finite_loss_stops_with_epoch_and_step_and_keeps_last_good_checkpoint(demo_root, tmp_path):
-    cfg = compose_train([*TWO_EPOCHS, f"data.root={demo_root}", f"output_dir={tmp_path}", "+callbacks.poison._target_=probes.PoisonAt",
-                         "+callbacks.poison.epoch=1", "+callbacks.poison.batch=1"])
+    # 32 px, not 16: at 16 px ResNet's last stage sees 1x1 maps, and CPU bf16 kernels then sometimes leave NaN in
+    # 3x3 taps that only ever meet padding (finite loss, NaN weights), which this test would blame on the checkpoint
+    cfg = compose_train([*TWO_EPOCHS, "data.image_size=32", f"data.root={demo_root}", f"output_dir={tmp_path}",
+                         "+callbacks.poison._target_=probes.PoisonAt", "+callbacks.poison.epoch=1", "+callbacks.poison.batch=1"])
     last = tmp_path / "checkpoints" / "last.ckpt"
     with pytest.raises(UserError) as caught:
         train(cfg)
