@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from skin_lightning.errors import UserError
-from skin_lightning.images import BadImageError, decode_into
+from skin_lightning.images import BadImageError, decode_into, shared_store
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +109,11 @@ def _memory_store(paths: list[Path], size: int) -> Store:
     key = cache_key(paths, size)
     if key not in _last_memory_store:
         _last_memory_store.clear()
-        store = np.empty((len(paths), size, size, 3), dtype=np.uint8)
+        started = time.perf_counter()
+        store = shared_store(len(paths), size)
         bad = decode_into(paths, size, store)
+        seconds = time.perf_counter() - started
+        log.info("decoded %d images in %.1f s (%.0f images/s) into memory", len(paths), seconds, len(paths) / seconds)
         _last_memory_store[key] = Store(paths, store, bad)
     return _last_memory_store[key]
 

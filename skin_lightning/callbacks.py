@@ -33,16 +33,23 @@ class ReseedEveryEpoch(L.Callback):
         torch.manual_seed(seed)  # also seeds every CUDA device
 
 
+def non_finite_loss_error(trainer: L.Trainer, value: str) -> UserError:
+    saved = trainer.checkpoint_callback.last_model_path if trainer.checkpoint_callback else ""
+    kept = f"the last good checkpoint is {saved}" if saved else "no checkpoint had been saved yet"
+    return UserError(
+        f"the training loss became {value} at epoch {trainer.current_epoch}, step {trainer.global_step}: "
+        f"stopped; {kept}. Lower optim.lr or set trainer.gradient_clip_val, then continue with resume=auto "
+        "in the same run directory"
+    )
+
+
 class StopOnNonFiniteLoss(L.Callback):
-    """Stops before a NaN or infinite loss reaches the weights, so `last.ckpt` stays the last good state."""
+    """Stops before a NaN or infinite loss reaches the weights, so `last.ckpt` stays the last good state.
+
+    Lightning's own loop calls this before every backward pass; the fast step (module.py) checks its
+    losses itself, at every logging interval and before each epoch's validation and checkpoint.
+    """
 
     def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor) -> None:
-        if torch.isfinite(loss).all():
-            return
-        saved = trainer.checkpoint_callback.last_model_path if trainer.checkpoint_callback else ""
-        kept = f"the last good checkpoint is {saved}" if saved else "no checkpoint had been saved yet"
-        raise UserError(
-            f"the training loss became {loss.item()} at epoch {trainer.current_epoch}, step {trainer.global_step}: "
-            f"stopped; {kept}. Lower optim.lr or set trainer.gradient_clip_val, then continue with resume=auto "
-            "in the same run directory"
-        )
+        if not torch.isfinite(loss).all():
+            raise non_finite_loss_error(trainer, str(loss.item()))

@@ -10,6 +10,8 @@ CHOICES = {
     "data.layout": ("folder", "demo", "isic2019"),
     "data.cache": ("memory", "disk", "none"),
     "data.on_bad_image": ("error", "skip"),
+    "data.on_device": ("auto", True, False),
+    "model.fast_step": ("auto", True, False),
     "sampler.name": ("shuffle", "oversample"),
     "loss.name": ("ce", "weighted_ce"),
     "optim.name": ("sgd", "adamw"),
@@ -30,7 +32,8 @@ def check_config(cfg: DictConfig) -> None:
         )
     for key, allowed in CHOICES.items():
         value = OmegaConf.select(cfg, key)
-        _require(value in allowed, key, value, "one of " + ", ".join(allowed))
+        shown = (str(choice).lower() if isinstance(choice, bool) else choice for choice in allowed)
+        _require(value in allowed, key, value, "one of " + ", ".join(shown))
     data = cfg.data
     _require(0 <= data.val_fraction < 1, "data.val_fraction", data.val_fraction, "a number in [0, 1)")
     if data.fold is not None:

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from skin_lightning.augment import build_augmentation, to_model_input
 from skin_lightning.callbacks import epoch_seed
 from skin_lightning.demo import make_demo_dataset
+from skin_lightning.errors import UserError
 from skin_lightning.cache import decoded_store
 from skin_lightning.images import decode_image, decode_into, default_workers, report_bad_images
 from skin_lightning.layouts import Layout, Samples, read_folder_layout, read_isic2019_layout
@@ -76,11 +77,63 @@ class EpochSampler(Sampler[int]):
     def __len__(self) -> int:
         return self.size
 
-    def __iter__(self) -> Iterator[int]:
+    def draw(self) -> torch.Tensor:
+        """This epoch's sequence of sample indices, as one CPU tensor."""
         generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
         if self.weights is None:
-            return iter(torch.randperm(self.size, generator=generator).tolist())
-        return iter(torch.multinomial(self.weights, self.size, replacement=True, generator=generator).tolist())
+            return torch.randperm(self.size, generator=generator)
+        return torch.multinomial(self.weights, self.size, replacement=True, generator=generator)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.draw().tolist())
+
+
+class DeviceBatches:
+    """Batches gathered from the decoded store held in the training device's memory: no DataLoader.
+
+    Each epoch's sequence comes from the same EpochSampler the DataLoader path uses (so the same
+    (seed, epoch) gives the same batches, and a resumed run is exact); it is drawn once per epoch,
+    copied to the device in one transfer, and every batch is then one gather on the device, with no
+    host work per image and no wait for the GPU. With several processes each rank takes every
+    world_size-th index of the sequence, padded with its first indices to equal shares, as torch's
+    DistributedSampler does. Lightning calls `sampler.set_epoch` before every epoch.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        rows: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int,
+        sampler: EpochSampler | None = None,
+        drop_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        self.images, self.rows, self.labels = images, rows, labels
+        self.batch_size, self.sampler, self.drop_last = batch_size, sampler, drop_last
+        self.rank, self.world_size = rank, world_size
+        self.batch_sampler = None  # Lightning looks for it beside `sampler`, as on a DataLoader
+
+    def _share(self) -> int:
+        return -(-len(self.labels) // self.world_size)
+
+    def __len__(self) -> int:
+        if self.drop_last:
+            return self._share() // self.batch_size
+        return -(-self._share() // self.batch_size)
+
+    def _order(self) -> torch.Tensor:
+        order = torch.arange(len(self.labels)) if self.sampler is None else self.sampler.draw()
+        if self.world_size > 1:
+            order = torch.cat([order, order[: self._share() * self.world_size - len(order)]])[self.rank :: self.world_size]
+        return order.to(self.images.device)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        order = self._order()
+        for batch in range(len(self)):
+            indices = order[batch * self.batch_size : (batch + 1) * self.batch_size]
+            yield self.images[self.rows[indices]], self.labels[indices], indices
 
 
 def oversampler(labels: list[int], num_classes: int, exponent: float, seed: int) -> EpochSampler:
@@ -103,6 +156,7 @@ class SkinDataModule(L.LightningDataModule):
         self.root = Path(self.cfg["root"])
         self.classes: list[str] = []
         self.splits: dict[str, ImageSet] = {}
+        self._on_device: torch.Tensor | bool | None = None
 
     def prepare_data(self) -> None:
         if self.cfg["layout"] == "demo":
@@ -170,7 +224,46 @@ class SkinDataModule(L.LightningDataModule):
             return default_workers() if self.cfg["cache"] == "none" else 0
         return int(workers)
 
-    def _loader(self, split: str, **kwargs) -> DataLoader:
+    def _device_images(self) -> torch.Tensor | None:
+        """The whole decoded store copied once to the training device, or None to load through DataLoaders.
+
+        data.on_device=auto copies it when training on a CUDA device and the store takes at most a
+        quarter of the device's free memory (ISIC84by84: 0.5 GB), leaving the rest to the model.
+        """
+        if self._on_device is not None:
+            return self._on_device if isinstance(self._on_device, torch.Tensor) else None
+        setting = self.cfg.get("on_device", False)
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        images = self.splits["train"].images
+        if images is None:
+            if setting is True:
+                raise UserError("data.on_device=true needs decoded images: set data.cache=memory or disk")
+            setting = False
+        if setting == "auto":
+            setting = device.type == "cuda" and images.nbytes <= torch.cuda.mem_get_info(device)[0] / 4
+            log.info(
+                "data.on_device=auto: %s (%.2f GB of decoded images, %s)",
+                "keeping the images in device memory" if setting else "loading through DataLoaders",
+                images.nbytes / 1e9,
+                device,
+            )
+        self._on_device = torch.as_tensor(np.ascontiguousarray(images)).to(device) if setting else False
+        return self._device_images()
+
+    def _loader(self, split: str, sampler: EpochSampler | None = None, drop_last: bool = False):
+        device_images = self._device_images()
+        if device_images is not None:
+            data = self.splits[split]
+            return DeviceBatches(
+                device_images,
+                torch.from_numpy(data.rows).to(device_images.device),
+                torch.from_numpy(data.labels).to(device_images.device),
+                self.cfg["batch_size"],
+                sampler,
+                drop_last,
+                self.trainer.global_rank if self.trainer is not None else 0,
+                self.trainer.world_size if self.trainer is not None else 1,
+            )
         workers = self._num_workers()
         return DataLoader(
             self.splits[split],
@@ -181,22 +274,23 @@ class SkinDataModule(L.LightningDataModule):
             pin_memory=torch.cuda.is_available(),
             # the loader's own seed draw then leaves the global generator, which augmentation uses, alone
             generator=torch.Generator().manual_seed(self.seed),
-            **kwargs,
+            sampler=sampler,
+            drop_last=drop_last,
         )
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> DataLoader | DeviceBatches:
         train = self.splits["train"]
         drop_last = len(train) > self.cfg["batch_size"]  # a last batch of one image breaks BatchNorm
         if self.sampler_cfg["name"] == "oversample":
             sampler = oversampler(train.samples.labels, len(self.classes), self.sampler_cfg["exponent"], self.seed)
         else:
             sampler = EpochSampler(len(train), self.seed)
-        return self._loader("train", sampler=sampler, drop_last=drop_last)
+        return self._loader("train", sampler, drop_last)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> DataLoader | DeviceBatches:
         return self._loader("val")
 
-    def test_dataloader(self) -> DataLoader:
+    def test_dataloader(self) -> DataLoader | DeviceBatches:
         return self._loader("test")
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):

@@ -1,6 +1,9 @@
 """Decoding image files into uint8 RGB arrays of one size: the only place files are read."""
 
 import logging
+import math
+import mmap
+import multiprocessing
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,6 +22,10 @@ class BadImageError(Exception):
         super().__init__(f"{path}: {reason}")
         self.path = path
         self.reason = reason
+
+    def __reduce__(self):
+        """Rebuilt from path and reason when a decoding process hands it back."""
+        return BadImageError, (self.path, self.reason)
 
 
 # Smaller images cannot show a lesion; stretching them would feed the model flat colour.
@@ -78,29 +85,73 @@ def default_workers() -> int:
     return min(8, os.cpu_count() or 1)
 
 
-def decode_into(
-    paths: list[Path], size: int, store: np.ndarray | None, workers: int | None = None, desc: str = "decoding"
-) -> list[BadImageError]:
-    """Decode every file once into row i of `store`, in parallel threads (Pillow releases the GIL).
+def available_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
-    `store` may be a memory-mapped file, so a large cache never has to fit in memory twice, or None
-    to only check that every file decodes. Returns the errors of the files that did not decode;
-    their rows stay untouched.
-    """
-    bad: list[BadImageError] = []
 
-    def decode_one(index: int) -> None:
+def shared_store(count: int, size: int) -> np.ndarray:
+    """An uint8 (count, size, size, 3) array in anonymous shared memory: decoding processes forked from this
+    one write their rows straight into it, so no pixels are ever pickled between processes."""
+    shape = (count, size, size, 3)
+    return np.frombuffer(mmap.mmap(-1, max(1, math.prod(shape))), dtype=np.uint8)[: math.prod(shape)].reshape(shape)
+
+
+def _is_shared(store: np.ndarray | None) -> bool:
+    """Whether a forked process's writes to `store` reach this process (a file map or shared_store)."""
+    base = store
+    while base is not None and not isinstance(base, (np.memmap, mmap.mmap)):
+        base = getattr(base, "base", None) if isinstance(base, np.ndarray) else getattr(base, "obj", None)
+    return store is None or base is not None
+
+
+# what the forked decoding processes work on: inherited at fork, so each task is only a range of rows
+_job: tuple[list[Path], int, np.ndarray | None] | None = None
+
+
+def _decode_rows(rows: range) -> tuple[list[BadImageError], int]:
+    paths, size, store = _job
+    bad = []
+    for index in rows:
         try:
             pixels = decode_image(paths[index], size)
         except BadImageError as error:
             bad.append(error)
-            return
+            continue
         if store is not None:
             store[index] = pixels
+    return bad, len(rows)
 
-    with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool:
-        for _ in tqdm(pool.map(decode_one, range(len(paths))), total=len(paths), desc=desc, unit="img", mininterval=2.0):
-            pass
+
+def decode_into(
+    paths: list[Path], size: int, store: np.ndarray | None, workers: int | None = None, desc: str = "decoding"
+) -> list[BadImageError]:
+    """Decode every file once into row i of `store`, on every core.
+
+    `store` may be a memory-mapped file, so a large cache never has to fit in memory twice, or None
+    to only check that every file decodes. Returns the errors of the files that did not decode;
+    their rows stay untouched. Decoding a small JPEG is mostly Python work that holds the GIL, so
+    threads do not scale: where the platform can fork and the store is shared memory (a file map or
+    `shared_store`), forked processes decode blocks of rows in parallel; otherwise threads do.
+    """
+    global _job
+    workers = workers or available_cores()
+    blocks = [range(start, min(start + 256, len(paths))) for start in range(0, len(paths), 256)]
+    forking = "fork" in multiprocessing.get_all_start_methods() and _is_shared(store) and workers > 1 and len(blocks) > 1
+    _job = (paths, size, store)
+    try:
+        if forking:
+            pool = multiprocessing.get_context("fork").Pool(min(workers, len(blocks)))
+            results = pool.imap_unordered(_decode_rows, blocks)
+        else:
+            pool = ThreadPoolExecutor(max_workers=workers)
+            results = pool.map(_decode_rows, blocks)
+        bad: list[BadImageError] = []
+        with pool, tqdm(total=len(paths), desc=desc, unit="img", mininterval=2.0) as progress:
+            for errors, count in results:
+                bad += errors
+                progress.update(count)
+    finally:
+        _job = None
     return bad
 
 
@@ -112,7 +163,7 @@ def decode_all(
     Returns the images of the files that decoded, a mask of which files those were, and the
     errors of the others, so callers drop exactly the same entries from their labels.
     """
-    store = np.empty((len(paths), size, size, 3), dtype=np.uint8)
+    store = shared_store(len(paths), size)
     bad = decode_into(paths, size, store, workers, desc)
     failed = {error.path for error in bad}
     good = np.asarray([path not in failed for path in paths], dtype=bool)

@@ -1,5 +1,6 @@
 """The network, its loss, optimiser and schedule, and the metrics of every stage."""
 
+import logging
 import math
 from collections.abc import Mapping
 
@@ -10,10 +11,14 @@ import torch.nn.functional as F
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 
+from skin_lightning.callbacks import non_finite_loss_error
 from skin_lightning.errors import UserError
+from skin_lightning.fast_step import AUTOCAST, WholeStep
 from skin_lightning.metrics import named_scalars, stage_metrics
 from skin_lightning.models import build_network
 from skin_lightning.reports import confusion_figure
+
+log = logging.getLogger(__name__)
 
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adamw": torch.optim.AdamW}
 SCHEDULE_KEYS = ("name", "scheduler", "warmup_fraction")
@@ -40,7 +45,12 @@ def warmup_cosine(total_steps: int, warmup_steps: int):
 
 
 class SkinClassifier(L.LightningModule):
-    """Hyperparameters are plain containers so checkpoints load with torch.load(weights_only=True)."""
+    """Hyperparameters are plain containers so checkpoints load with torch.load(weights_only=True).
+
+    Every stage keeps its batches' probabilities on the device and updates its metrics once, at the
+    end of the epoch: updating torchmetrics per batch checks its inputs on the host, which makes the
+    CPU wait for the GPU at every step.
+    """
 
     def __init__(
         self, classes: list[str], class_counts: list[int], model: dict, loss: dict, optim: dict, preprocessing: dict | None = None
@@ -53,41 +63,113 @@ class SkinClassifier(L.LightningModule):
         if model["channels_last"]:
             self.net = self.net.to(memory_format=torch.channels_last)
         if model.get("compile", False):
-            # in place, so state_dict keys (and checkpoints) stay those of the plain network
-            self.net.compile()
+            # in place, so state_dict keys (and checkpoints) stay those of the plain network; static shapes,
+            # so the last, smaller batch adds one graph instead of making every graph shape-generic
+            self.net.compile(dynamic=False)
         self.register_buffer("class_weights", class_weights(class_counts, loss))
         # keys are prefixed: "train" would clash with nn.Module.train
         self.metrics = nn.ModuleDict({f"{stage}_": stage_metrics(len(classes)) for stage in ("train", "val", "test")})
+        self.outputs: dict[str, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {"train": [], "val": [], "test": []}
         self.test_outputs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self.fast_step: WholeStep | None = None
+        self.use_fast_step = False
+        self.register_buffer("non_finite", torch.zeros((), dtype=torch.bool), persistent=False)
+
+    @property
+    def automatic_optimization(self) -> bool:
+        """The fast step drives the optimiser itself (Lightning's manual optimisation)."""
+        return not self.use_fast_step
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit":
+            self.use_fast_step = self._fast_step_allowed()
+
+    def _fast_step_allowed(self) -> bool:
+        """model.fast_step: auto uses it on one CUDA device; true anywhere; false never. Says why not."""
+        setting = self.hparams.model.get("fast_step", False)
+        if setting is False:
+            return False
+        trainer = self.trainer
+        reasons = [
+            reason
+            for reason, blocked in [
+                (f"trainer.precision={trainer.precision} (it supports {', '.join(AUTOCAST)})", str(trainer.precision) not in AUTOCAST),
+                ("several processes (DDP)", trainer.world_size > 1),
+                ("trainer.gradient_clip_val is set", trainer.gradient_clip_val is not None),
+                ("trainer.accumulate_grad_batches > 1", trainer.accumulate_grad_batches != 1),
+            ]
+            if blocked
+        ]
+        device = trainer.strategy.root_device
+        if setting == "auto" and device.type != "cuda":
+            return False
+        if reasons and setting is True:
+            raise UserError(f"model.fast_step=true cannot be used with {'; '.join(reasons)}: use model.fast_step=auto or false")
+        if reasons:
+            log.info("model.fast_step=auto: Lightning's own training loop, because of %s", "; ".join(reasons))
+            return False
+        log.info("model.fast_step: the whole training step %s", "as one CUDA graph" if device.type == "cuda" else "on static buffers")
+        return True
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)
 
-    def _step(self, batch, stage: str):
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, labels, weight=self.class_weights, label_smoothing=self.hparams.loss["label_smoothing"])
+
+    def _record(self, stage: str, loss: torch.Tensor, probs: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor) -> None:
+        self.outputs[stage].append((probs, labels, indices))
+        self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, batch_size=len(labels), prog_bar=stage != "train", sync_dist=True)
+
+    def _step(self, batch, stage: str) -> torch.Tensor:
         images, labels, indices = batch
         logits = self(images).float()
-        loss = F.cross_entropy(
-            logits, labels, weight=self.class_weights, label_smoothing=self.hparams.loss["label_smoothing"]
-        )
-        probs = logits.detach().softmax(dim=1)
-        self.metrics[f"{stage}_"].update(probs, labels)
-        self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, batch_size=len(labels), prog_bar=True, sync_dist=True)
-        return loss, probs, labels, indices
+        loss = self.loss(logits, labels)
+        self._record(stage, loss, logits.detach().softmax(dim=1), labels, indices)
+        return loss
 
     def training_step(self, batch, batch_idx):
-        return self._step(batch, "train")[0]
+        if self.automatic_optimization:
+            return self._step(batch, "train")
+        images, labels, indices = batch
+        optimizer = self.optimizers()
+        if self.fast_step is None or self.fast_step.optimizer is not optimizer.optimizer:
+            self.fast_step = WholeStep(self.net, self.loss, optimizer.optimizer, str(self.trainer.precision))
+        # Lightning counts optimiser steps (global_step) around LightningOptimizer.step, which the graph bypasses
+        optimizer._on_before_step()
+        loss, probs = self.fast_step(images, labels)
+        optimizer._on_after_step()
+        scheduler = self.lr_schedulers()
+        if scheduler is not None:
+            scheduler.step()
+        self._record("train", loss, probs, labels, indices)
+        self.non_finite |= ~torch.isfinite(loss)
+        if (batch_idx + 1) % self.trainer.log_every_n_steps == 0 or batch_idx + 1 == self.trainer.num_training_batches:
+            self._check_finite()
+        return None
+
+    def _check_finite(self) -> None:
+        """The fast step cannot stop before a bad update without waiting for the GPU every step: it looks at
+        every logging interval and at the end of each epoch, before validation and checkpointing, so the
+        last checkpoint on disk is still the last good state."""
+        if self.non_finite.item():
+            raise non_finite_loss_error(self.trainer, "NaN or infinite")
 
     def validation_step(self, batch, batch_idx):
         self._step(batch, "val")
 
     def test_step(self, batch, batch_idx):
-        _, probs, labels, indices = self._step(batch, "test")
-        self.test_outputs.append((probs.cpu(), labels.cpu(), indices.cpu()))
+        self._step(batch, "test")
 
-    def on_test_epoch_start(self):
-        self.test_outputs = []
+    def _collect(self, stage: str) -> list[torch.Tensor]:
+        """Probabilities, labels and indices of the stage's batches since its last epoch end, on the device."""
+        parts, self.outputs[stage] = self.outputs[stage], []
+        return [torch.cat(part) for part in zip(*parts)] if parts else []
 
-    def _epoch_end(self, stage: str) -> None:
+    def _epoch_end(self, stage: str) -> list[torch.Tensor]:
+        outputs = self._collect(stage)
+        if outputs:
+            self.metrics[f"{stage}_"].update(outputs[0], outputs[1])
         values = self.metrics[f"{stage}_"].compute()
         self.metrics[f"{stage}_"].reset()
         scalars = named_scalars(values, self.classes)
@@ -95,6 +177,7 @@ class SkinClassifier(L.LightningModule):
         self.log_dict({f"{stage}/{name}": value for name, value in scalars.items()}, sync_dist=True)
         if stage != "train" and not self.trainer.sanity_checking:
             self._log_confusion(stage, values["confusion_matrix"])
+        return outputs
 
     def _log_confusion(self, stage: str, matrix: torch.Tensor) -> None:
         tensorboards = [logger for logger in self.loggers if isinstance(logger, TensorBoardLogger)]
@@ -107,16 +190,25 @@ class SkinClassifier(L.LightningModule):
     def on_train_epoch_end(self):
         self._epoch_end("train")
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """The fast step keeps learning rates in device tensors; checkpoints hold them as plain numbers."""
+        for state in checkpoint.get("optimizer_states", []):
+            for group in state["param_groups"]:
+                if isinstance(group.get("lr"), torch.Tensor):
+                    group["lr"] = float(group["lr"])
+        for state in checkpoint.get("lr_schedulers", []):
+            if "_last_lr" in state:
+                state["_last_lr"] = [float(lr) for lr in state["_last_lr"]]
+
     def on_validation_epoch_end(self):
         self._epoch_end("val")
 
     def on_test_epoch_end(self):
-        self._epoch_end("test")
-        outputs = [torch.cat(parts) for parts in zip(*self.test_outputs)]
+        outputs = self._epoch_end("test")
         if self.trainer.world_size > 1:
             # every rank tested its own share, padded with repeats to equal sizes: gather them all
-            outputs = [self.all_gather(part.to(self.device)).flatten(0, 1).cpu() for part in outputs]
-        probs, labels, indices = outputs
+            outputs = [self.all_gather(part).flatten(0, 1) for part in outputs]
+        probs, labels, indices = (part.cpu() for part in outputs)
         _, first = np.unique(indices.numpy(), return_index=True)
         keep = torch.from_numpy(first)
         self.test_outputs = [(probs[keep], labels[keep], indices[keep])]
@@ -132,6 +224,11 @@ class SkinClassifier(L.LightningModule):
             raise UserError(f"optim.name={settings['name']} is not one of {', '.join(OPTIMIZERS)}")
         parameters = [p for p in self.parameters() if p.requires_grad]
         kwargs = {key: value for key, value in settings.items() if key not in SCHEDULE_KEYS}
+        if self.use_fast_step and self.trainer.strategy.root_device.type == "cuda":
+            # state on the device, updated by single kernels: what a captured step needs, and the fastest anyway
+            kwargs.setdefault("fused", True)
+            if settings["name"] == "adamw":
+                kwargs.setdefault("capturable", True)
         try:
             optimizer = OPTIMIZERS[settings["name"]](parameters, **kwargs)
         except (TypeError, ValueError) as error:

@@ -41,7 +41,7 @@ def test_rotation_angles_are_uniform_in_range_and_drive_the_output():
     torch.manual_seed(0)
     augmentation = build_augmentation(preset("selective", hflip=0.0, vflip=0.0))
     out = augmentation(torch.ones(N, 3, 16, 16))
-    angles = step(augmentation, "RandomRotation")._params["degrees"]
+    angles = step(augmentation, "RandomRotateFlip").params["degrees"]
     assert len(angles) == N and angles.abs().max() <= 30
     assert angles.min() < -28 and angles.max() > 28
     assert abs(angles.mean().item()) < 1.5 and abs(angles.std().item() - 30 / 3**0.5) < 1.0
