@@ -35,11 +35,11 @@ from torchvision import transforms
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from skin_lightning.augment import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
+from skin_lightning.data.augment import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 from skin_lightning.cli import CONFIG_DIR  # noqa: E402
-from skin_lightning.datamodule import SkinDataModule  # noqa: E402
-from skin_lightning.hardware import resolve_precision  # noqa: E402
-from skin_lightning.models import build_network  # noqa: E402
+from skin_lightning.data.datamodule import SkinDataModule  # noqa: E402
+from skin_lightning.model.hardware import resolve_precision  # noqa: E402
+from skin_lightning.model.networks import build_network  # noqa: E402
 from skin_lightning.prepare import prepare  # noqa: E402
 from skin_lightning.train import train  # noqa: E402
 

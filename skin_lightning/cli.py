@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from skin_lightning.config import run_name
 from skin_lightning.errors import UserError
 
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+CONFIG_DIR = str(Path(__file__).resolve().parent / "conf")
 OmegaConf.register_new_resolver("run_name", run_name, replace=True)
 
 log = logging.getLogger("skin_lightning")

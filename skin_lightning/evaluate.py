@@ -13,12 +13,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from skin_lightning.cli import CONFIG_DIR, reported
 from skin_lightning.config import CHOICES
-from skin_lightning.datamodule import SkinDataModule
+from skin_lightning.data.datamodule import SkinDataModule
 from skin_lightning.errors import UserError
-from skin_lightning.images import decode_all, report_bad_images
-from skin_lightning.inference import check_tta, load_checkpoint, predict_probs, resolve_device
-from skin_lightning.layouts import Samples
-from skin_lightning.reports import write_evaluation_reports
+from skin_lightning.data.images import decode_all, report_bad_images
+from skin_lightning.model.inference import check_tta, load_checkpoint, predict_probs, resolve_device
+from skin_lightning.data.layouts import Samples
+from skin_lightning.results.reports import write_evaluation_reports
 
 log = logging.getLogger(__name__)
 

@@ -21,13 +21,13 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa:
 from torch import nn  # noqa: E402
 from torch.utils.tensorboard import SummaryWriter  # noqa: E402
 
-from skin_lightning.augment import to_model_input  # noqa: E402
+from skin_lightning.data.augment import to_model_input  # noqa: E402
 from skin_lightning.cli import CONFIG_DIR, reported  # noqa: E402
-from skin_lightning.datamodule import SkinDataModule  # noqa: E402
+from skin_lightning.data.datamodule import SkinDataModule  # noqa: E402
 from skin_lightning.errors import UserError  # noqa: E402
 from skin_lightning.evaluate import to_checkpoint_labels  # noqa: E402
-from skin_lightning.images import decode_all, report_bad_images  # noqa: E402
-from skin_lightning.inference import TrainedModel, load_checkpoint, predict_probs, resolve_device  # noqa: E402
+from skin_lightning.data.images import decode_all, report_bad_images  # noqa: E402
+from skin_lightning.model.inference import TrainedModel, load_checkpoint, predict_probs, resolve_device  # noqa: E402
 
 log = logging.getLogger(__name__)
 

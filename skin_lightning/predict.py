@@ -14,9 +14,9 @@ from omegaconf import DictConfig, ListConfig
 
 from skin_lightning.cli import CONFIG_DIR, reported
 from skin_lightning.errors import UserError
-from skin_lightning.images import decode_all
-from skin_lightning.inference import check_tta, load_checkpoint, predict_probs, resolve_device
-from skin_lightning.layouts import IMAGE_SUFFIXES, ISIC_LABELS
+from skin_lightning.data.images import decode_all
+from skin_lightning.model.inference import check_tta, load_checkpoint, predict_probs, resolve_device
+from skin_lightning.data.layouts import IMAGE_SUFFIXES, ISIC_LABELS
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 
 from skin_lightning.cli import CONFIG_DIR, reported
 from skin_lightning.config import check_config
-from skin_lightning.datamodule import SkinDataModule
+from skin_lightning.data.datamodule import SkinDataModule
 
 log = logging.getLogger(__name__)
 

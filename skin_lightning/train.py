@@ -10,15 +10,15 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-from skin_lightning.augment import preprocessing
-from skin_lightning.callbacks import ReseedEveryEpoch, StopOnNonFiniteLoss
-from skin_lightning.checkpoints import AtomicCheckpointIO, resume_path
+from skin_lightning.data.augment import preprocessing
+from skin_lightning.model.callbacks import ReseedEveryEpoch, StopOnNonFiniteLoss
+from skin_lightning.model.checkpoints import AtomicCheckpointIO, resume_path
 from skin_lightning.cli import CONFIG_DIR, reported
 from skin_lightning.config import check_config
-from skin_lightning.datamodule import SkinDataModule
-from skin_lightning.hardware import resolve_precision
-from skin_lightning.module import SkinClassifier
-from skin_lightning.reports import write_test_reports
+from skin_lightning.data.datamodule import SkinDataModule
+from skin_lightning.model.hardware import resolve_precision
+from skin_lightning.model.module import SkinClassifier
+from skin_lightning.results.reports import write_test_reports
 
 log = logging.getLogger(__name__)
 

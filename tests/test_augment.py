@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from skin_lightning.augment import build_augmentation, to_model_input
-from skin_lightning.datamodule import SkinDataModule
+from skin_lightning.data.augment import build_augmentation, to_model_input
+from skin_lightning.data.datamodule import SkinDataModule
 from conftest import FAST, compose_train
 
 N = 2000

@@ -12,10 +12,10 @@ import pytest
 from conftest import FAST, compose_train, run_train
 from PIL import Image
 
-from skin_lightning.datamodule import SkinDataModule
+from skin_lightning.data.datamodule import SkinDataModule
 from skin_lightning.errors import UserError
-from skin_lightning.images import BadImageError, decode_image
-from skin_lightning.layouts import read_folder_layout
+from skin_lightning.data.images import BadImageError, decode_image
+from skin_lightning.data.layouts import read_folder_layout
 from skin_lightning.train import train
 
 SIZE = 32

@@ -7,12 +7,12 @@ import pytest
 from hydra import compose, initialize_config_dir
 from PIL import Image
 
-import skin_lightning.cache as cache
+import skin_lightning.data.cache as cache
 from conftest import FAST, compose_train
 from skin_lightning.cli import CONFIG_DIR
-from skin_lightning.datamodule import SkinDataModule
+from skin_lightning.data.datamodule import SkinDataModule
 from skin_lightning.errors import UserError
-from skin_lightning.images import decode_image
+from skin_lightning.data.images import decode_image
 from skin_lightning.prepare import prepare
 
 

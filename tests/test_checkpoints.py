@@ -5,9 +5,9 @@ import os
 import pytest
 import torch
 
-from skin_lightning.checkpoints import AtomicCheckpointIO, read_checkpoint, resume_path
+from skin_lightning.model.checkpoints import AtomicCheckpointIO, read_checkpoint, resume_path
 from skin_lightning.errors import UserError
-from skin_lightning.inference import load_checkpoint
+from skin_lightning.model.inference import load_checkpoint
 
 
 class RunsCode:

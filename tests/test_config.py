@@ -97,7 +97,7 @@ def test_versions_take_another_optimizer(tmp_path):
 
 
 def test_optimizer_settings_it_does_not_take_are_named():
-    from skin_lightning.module import SkinClassifier
+    from skin_lightning.model.module import SkinClassifier
 
     optim = {"name": "adamw", "lr": 1e-3, "momentum": 0.9, "scheduler": "none", "warmup_fraction": 0.0}
     module = SkinClassifier(

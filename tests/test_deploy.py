@@ -13,7 +13,7 @@ import torch
 from skin_lightning.errors import UserError
 from skin_lightning.explain import explain
 from skin_lightning.export import export_model
-from skin_lightning.inference import load_checkpoint, predict_probs
+from skin_lightning.model.inference import load_checkpoint, predict_probs
 from skin_lightning.predict import predict
 
 from conftest import compose_config

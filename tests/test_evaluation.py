@@ -23,9 +23,9 @@ from torchmetrics.classification import MulticlassCalibrationError
 
 from skin_lightning.errors import UserError
 from skin_lightning.evaluate import evaluate, to_checkpoint_labels
-from skin_lightning.inference import load_checkpoint, predict_probs
-from skin_lightning.layouts import Samples
-from skin_lightning.reports import evaluation_summary
+from skin_lightning.model.inference import load_checkpoint, predict_probs
+from skin_lightning.data.layouts import Samples
+from skin_lightning.results.reports import evaluation_summary
 from skin_lightning.train import train
 
 from conftest import FAST, compose_config

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from skin_lightning.datamodule import SkinDataModule
+from skin_lightning.data.datamodule import SkinDataModule
 from skin_lightning.errors import UserError
-from skin_lightning.layouts import ISIC_LABELS, read_folder_layout, read_isic2019_layout
+from skin_lightning.data.layouts import ISIC_LABELS, read_folder_layout, read_isic2019_layout
 
 HEADER = "image," + ",".join(ISIC_LABELS)
 

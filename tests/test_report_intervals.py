@@ -4,8 +4,8 @@ import json
 import numpy as np
 import pytest
 
-from skin_lightning.reports import write_test_reports
-from skin_lightning.stats import point_metrics
+from skin_lightning.results.reports import write_test_reports
+from skin_lightning.results.stats import point_metrics
 
 CLASSES = ["AK", "BCC", "MEL", "NV"]
 

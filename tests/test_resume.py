@@ -12,7 +12,7 @@ import pytest
 import torch
 from conftest import FAST, compose_train, run_train, train_env
 
-from skin_lightning.checkpoints import AtomicCheckpointIO, read_checkpoint
+from skin_lightning.model.checkpoints import AtomicCheckpointIO, read_checkpoint
 from skin_lightning.errors import UserError
 from skin_lightning.train import train
 

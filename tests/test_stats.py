@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from skin_lightning.stats import (
+from skin_lightning.results.stats import (
     bootstrap_intervals,
     holm,
     mcnemar_exact,

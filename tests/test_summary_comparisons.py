@@ -8,9 +8,9 @@ import pytest
 import yaml
 
 from skin_lightning.config import run_name
-from skin_lightning.reports import write_test_reports
-from skin_lightning.stats import holm, mean_sd
-from skin_lightning.summary import configuration, write_summary
+from skin_lightning.results.reports import write_test_reports
+from skin_lightning.results.stats import holm, mean_sd
+from skin_lightning.results.sweep import configuration, write_summary
 
 CLASSES = ["AK", "BCC", "MEL", "NV"]
 LABELS = np.repeat(np.arange(len(CLASSES)), 60)

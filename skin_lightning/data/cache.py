@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from skin_lightning.errors import UserError
-from skin_lightning.images import BadImageError, decode_into
+from skin_lightning.data.images import BadImageError, decode_into
 
 log = logging.getLogger(__name__)
 

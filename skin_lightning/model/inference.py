@@ -13,10 +13,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from skin_lightning.augment import IMAGENET_MEAN, IMAGENET_STD, to_model_input
-from skin_lightning.checkpoints import read_checkpoint
+from skin_lightning.data.augment import IMAGENET_MEAN, IMAGENET_STD, to_model_input
+from skin_lightning.model.checkpoints import read_checkpoint
 from skin_lightning.errors import UserError
-from skin_lightning.models import build_network
+from skin_lightning.model.networks import build_network
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 
 from skin_lightning.errors import UserError
-from skin_lightning.metrics import named_scalars, stage_metrics
-from skin_lightning.models import build_network
-from skin_lightning.reports import confusion_figure
+from skin_lightning.model.metrics import named_scalars, stage_metrics
+from skin_lightning.model.networks import build_network
+from skin_lightning.results.reports import confusion_figure
 
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adamw": torch.optim.AdamW}
 SCHEDULE_KEYS = ("name", "scheduler", "warmup_fraction")

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from skin_lightning.metrics import (  # noqa: E402
+from skin_lightning.model.metrics import (  # noqa: E402
     PER_CLASS,
     auc_above_sensitivity,
     evaluation_metrics,
@@ -19,7 +19,7 @@ from skin_lightning.metrics import (  # noqa: E402
     reliability,
     stage_metrics,
 )
-from skin_lightning.stats import bootstrap_intervals  # noqa: E402
+from skin_lightning.results.stats import bootstrap_intervals  # noqa: E402
 
 # Fixed, so the same predictions always get the same intervals (and identical metrics.json on rerun).
 BOOTSTRAP = {"confidence": 0.95, "resamples": 1000, "seed": 0, "resampling": "stratified by true class"}

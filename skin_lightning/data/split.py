@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 
 from skin_lightning.errors import UserError
-from skin_lightning.layouts import Samples
-from skin_lightning.stats import stratified_folds
+from skin_lightning.data.layouts import Samples
+from skin_lightning.results.stats import stratified_folds
 
 
 def stratified_split(labels: list[int], fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
