@@ -18,7 +18,7 @@ from skin_lightning.errors import UserError
 from skin_lightning.data.images import decode_all, report_bad_images
 from skin_lightning.model.inference import check_tta, load_checkpoint, predict_probs, resolve_device
 from skin_lightning.data.layouts import Samples
-from skin_lightning.results.reports import write_evaluation_reports
+from skin_lightning.results.reports import write_reports
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def evaluate(cfg: DictConfig) -> dict:
         "tta": cfg.tta,
         "image_size": model.image_size,
     }
-    summary = write_evaluation_reports(output_dir, probs, labels[good], paths, model.classes, extra, cfg.calibration_bins)
+    summary = write_reports(output_dir, probs, labels[good], paths, model.classes, extra, cfg.calibration_bins)
     log.info(
         "balanced accuracy %.4f, accuracy %.4f, ECE %.4f on %d images; reports in %s",
         summary["balanced_accuracy"], summary["accuracy"], summary["calibration"]["ece"], len(paths), output_dir,

@@ -17,8 +17,9 @@ from skin_lightning.cli import CONFIG_DIR, reported
 from skin_lightning.config import check_config
 from skin_lightning.data.datamodule import SkinDataModule
 from skin_lightning.model.hardware import resolve_precision
+from skin_lightning.model.metrics import HEADLINE
 from skin_lightning.model.module import SkinClassifier
-from skin_lightning.results.reports import write_test_reports
+from skin_lightning.results.reports import write_reports
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ def validation_scores(
         "images": len(datamodule.samples("val")),
         "fold": data.fold,
         "folds": data.folds if data.fold is not None else None,
-        **{name: float(logged[f"val/{name}"]) for name in ("accuracy", "balanced_accuracy", "macro_f1", "auroc")},
+        **{name: float(logged[f"val/{name}"]) for name in HEADLINE if f"val/{name}" in logged},
     }
 
 
@@ -95,7 +96,7 @@ def train(cfg: DictConfig) -> dict:
 
     probs, labels, indices = module.test_predictions()
     test_paths = datamodule.samples("test").paths
-    summary = write_test_reports(
+    summary = write_reports(
         output_dir,
         probs,
         labels,

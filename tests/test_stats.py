@@ -3,6 +3,7 @@ import math
 import numpy as np
 import pytest
 
+from skin_lightning.data.split import stratified_folds
 from skin_lightning.results.stats import (
     bootstrap_intervals,
     holm,
@@ -10,7 +11,6 @@ from skin_lightning.results.stats import (
     mean_sd,
     paired_bootstrap_difference,
     point_metrics,
-    stratified_folds,
 )
 
 NUM_CLASSES = 8

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from skin_lightning.config import run_name
-from skin_lightning.results.reports import write_test_reports
+from skin_lightning.results.reports import write_reports
 from skin_lightning.results.stats import holm, mean_sd
 from skin_lightning.results.sweep import configuration, write_summary
 
@@ -34,7 +34,7 @@ def fake_job(sweep, num: int, overrides: list[str], probs: np.ndarray, validatio
     (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
     order = np.arange(LABELS.size) if order is None else order
     extra = {"validation": validation} if validation else {}
-    write_test_reports(job, probs[order], LABELS[order], [PATHS[i] for i in order], CLASSES, extra)
+    write_reports(job, probs[order], LABELS[order], [PATHS[i] for i in order], CLASSES, extra)
     return name
 
 
@@ -151,7 +151,7 @@ def test_fold_models_are_averaged_into_an_ensemble_with_its_own_report(tmp_path)
     averaged = np.mean(fold_probs, axis=0).argmax(axis=1)
     assert ensemble["accuracy"] == pytest.approx(np.mean(averaged == LABELS), abs=1e-6)
     assert ensemble["ensemble_of"] == ["0_experiment=cv,data.fold=0", "1_experiment=cv,data.fold=1", "2_experiment=cv,data.fold=2"]
-    assert "intervals" in ensemble and (report / "classification_report.md").exists()
+    assert "intervals" in ensemble and (report / "report.md").exists()
     markdown = (tmp_path / "summary.md").read_text()
     cv_line = next(line for line in markdown.splitlines() if line.startswith("| (all jobs) | 3 |"))
     assert "0.5000 ± 0.1000" in cv_line  # validation balanced accuracy over the three folds

@@ -17,8 +17,8 @@ from conftest import FAST, compose_train
 REPORTS = [
     ".",
     "metrics.json",
-    "classification_report.md",
-    "classification_report.csv",
+    "report.md",
+    "report.csv",
     "confusion_matrix.png",
     "test_predictions.csv",
     "split.csv",
@@ -53,7 +53,7 @@ def test_experiment_writes_every_report(tmp_path, demo_root, experiment):
     assert [metrics["per_class"][c]["recall"] for c in classes] == pytest.approx(recalls, abs=1e-6)
     assert all(abs(sum(float(r[f"prob_{c}"]) for c in classes) - 1) < 1e-4 for r in rows)
     assert summary["balanced_accuracy"] == metrics["balanced_accuracy"]
-    report = (tmp_path / "classification_report.md").read_text()
+    report = (tmp_path / "report.md").read_text()
     assert "macro avg" in report and "weighted avg" in report and all(f"| {c} |" in report for c in classes)
 
 

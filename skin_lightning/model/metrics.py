@@ -1,95 +1,92 @@
-"""The metrics of every stage, from torchmetrics, and their per-class split into named scalars."""
+"""The scores of every stage: torchmetrics states, and the one definition of each headline number.
+
+Accuracy, balanced accuracy and macro F1 are computed from confusion matrices by `headline_scores`,
+over the classes present in the true labels, and macro AUROC by `macro_auroc` over the classes
+where a ROC curve exists. Training's logged scalars, the reports' metrics.json, the bootstrap
+replicates of the intervals and the sweep summary all go through these two functions, so a class
+that is absent from the test set but predicted counts the same way everywhere.
+"""
 
 import numpy as np
 import torch
 from torchmetrics import MetricCollection
 from torchmetrics.classification import (
-    MulticlassAccuracy,
     MulticlassAUROC,
-    MulticlassAveragePrecision,
     MulticlassConfusionMatrix,
     MulticlassF1Score,
-    MulticlassNegativePredictiveValue,
     MulticlassPrecision,
     MulticlassRecall,
-    MulticlassROC,
-    MulticlassSpecificity,
 )
 
 PER_CLASS = ("precision", "recall", "f1")
+HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1", "auroc")
 
 
 def stage_metrics(num_classes: int, sync_on_compute: bool = True) -> MetricCollection:
-    """Balanced accuracy is the mean per-class recall: ISIC 2019's official score.
+    """Per-class states of one stage; `named_scalars` turns them into the logged numbers.
 
     sync_on_compute=False for predictions already gathered from every rank of a DDP run.
     """
     sync = {"sync_on_compute": sync_on_compute}
     return MetricCollection(
         {
-            "accuracy": MulticlassAccuracy(num_classes, average="micro", **sync),
-            "balanced_accuracy": MulticlassRecall(num_classes, average="macro", **sync),
-            "macro_f1": MulticlassF1Score(num_classes, average="macro", **sync),
-            "auroc": MulticlassAUROC(num_classes, average="macro", **sync),
             "precision": MulticlassPrecision(num_classes, average=None, **sync),
             "recall": MulticlassRecall(num_classes, average=None, **sync),
             "f1": MulticlassF1Score(num_classes, average=None, **sync),
+            "auc": MulticlassAUROC(num_classes, average=None, **sync),
             "confusion_matrix": MulticlassConfusionMatrix(num_classes, **sync),
         }
     )
 
 
+def headline_scores(confusions: np.ndarray) -> dict[str, np.ndarray]:
+    """Accuracy, balanced accuracy, macro F1 and each present class's recall of a stack of confusion matrices.
+
+    Rows are true classes. Averages run over the classes present in the true labels: a class with no
+    images has no recall to estimate, whether or not it is predicted (ISIC 2019's balanced accuracy).
+    F1 is 2TP / (2TP + FP + FN), 0 for a present class that is never predicted. `confusions` may be
+    one matrix (K, K) or a stack (R, K, K); every value has the stack's leading shape.
+    """
+    cm = np.asarray(confusions, dtype=np.float64)
+    single = cm.ndim == 2
+    cm = cm[None] if single else cm
+    tp = np.diagonal(cm, axis1=1, axis2=2)
+    support, predicted = cm.sum(axis=2), cm.sum(axis=1)
+    present = np.flatnonzero(support[0] > 0)
+    recall = tp[:, present] / support[:, present]
+    f1 = 2.0 * tp[:, present] / (support[:, present] + predicted[:, present])
+    scores = {
+        "accuracy": tp.sum(axis=1) / support.sum(axis=1),
+        "balanced_accuracy": recall.mean(axis=1),
+        "macro_f1": f1.mean(axis=1),
+        **{f"recall/{k}": recall[:, column] for column, k in enumerate(present)},
+    }
+    return {name: value[0] for name, value in scores.items()} if single else scores
+
+
+def ranked_classes(support: np.ndarray) -> np.ndarray:
+    """Classes with a ROC curve: present in the labels, but not every label."""
+    support = np.asarray(support)
+    return (support > 0) & (support < support.sum())
+
+
+def macro_auroc(aucs: np.ndarray, support: np.ndarray) -> float | None:
+    """Mean one-vs-rest AUC over the classes that have a ROC curve (ISIC 2019's macro AUC); None without any."""
+    defined = np.asarray(aucs, dtype=np.float64)[ranked_classes(support)]
+    return float(defined.mean()) if defined.size else None
+
+
 def named_scalars(values: dict[str, torch.Tensor], classes: list[str]) -> dict[str, float]:
-    """{"recall": tensor([...])} -> {"recall/AK": ..., ...}; the confusion matrix is left out."""
-    scalars = {}
-    for name, value in values.items():
-        if name == "confusion_matrix":
-            continue
-        if name in PER_CLASS:
-            scalars.update({f"{name}/{cls}": float(v) for cls, v in zip(classes, value)})
-        else:
-            scalars[name] = float(value)
+    """The logged numbers of one stage: the headline scores and "precision/AK", "recall/AK", ...
+
+    An undefined macro AUROC (a stage with a single class) is left out rather than logged as a number.
+    """
+    matrix = values["confusion_matrix"].cpu().numpy()
+    scores = headline_scores(matrix)
+    scalars = {name: float(scores[name]) for name in HEADLINE[:3]}
+    auroc = macro_auroc(values["auc"].cpu().numpy(), matrix.sum(axis=1))
+    if auroc is not None:
+        scalars["auroc"] = auroc
+    for name in PER_CLASS:
+        scalars.update({f"{name}/{cls}": float(v) for cls, v in zip(classes, values[name])})
     return scalars
-
-
-def evaluation_metrics(num_classes: int) -> MetricCollection:
-    """The stage metrics plus ISIC 2019's per-class set, for a one-off evaluation of a trained model.
-
-    Per-class decisions are the argmax class, as in the confusion matrix and balanced accuracy.
-    """
-    metrics = stage_metrics(num_classes)
-    metrics.add_metrics(
-        {
-            "specificity": MulticlassSpecificity(num_classes, average=None),
-            "npv": MulticlassNegativePredictiveValue(num_classes, average=None),
-            "auc": MulticlassAUROC(num_classes, average=None),
-            "average_precision": MulticlassAveragePrecision(num_classes, average=None),
-            "roc": MulticlassROC(num_classes),
-        }
-    )
-    return metrics
-
-
-def auc_above_sensitivity(fpr: np.ndarray, tpr: np.ndarray, sensitivity: float = 0.8) -> float:
-    """Area under the ROC curve over the false-positive rates where sensitivity >= `sensitivity`.
-
-    ISIC 2019's definition: the raw area (no McClish rescaling), starting at the point on the curve
-    where sensitivity crosses the threshold, so it rewards models that stay specific at high sensitivity.
-    """
-    fpr, tpr = np.asarray(fpr, dtype=np.float64), np.asarray(tpr, dtype=np.float64)
-    start = int(np.searchsorted(tpr, sensitivity, side="left"))
-    fpr_start = np.interp(sensitivity, tpr[start - 1 : start + 1], fpr[start - 1 : start + 1])
-    return float(np.trapezoid(np.r_[sensitivity, tpr[start:]], np.r_[fpr_start, fpr[start:]]))
-
-
-def reliability(probs: np.ndarray, labels: np.ndarray, bins: int) -> dict:
-    """Top-class confidence against accuracy in equal-width bins, and the expected calibration error."""
-    confidence = probs.max(axis=1).astype(np.float64)
-    correct = (probs.argmax(axis=1) == labels).astype(np.float64)
-    which = np.digitize(confidence, np.linspace(0, 1, bins + 1)[1:-1])
-    count = np.bincount(which, minlength=bins)
-    shown = np.maximum(count, 1)
-    mean_confidence = np.bincount(which, confidence, bins) / shown
-    accuracy = np.bincount(which, correct, bins) / shown
-    ece = float(np.sum(count * np.abs(accuracy - mean_confidence)) / max(len(labels), 1))
-    return {"ece": ece, "bins": bins, "count": count.tolist(), "confidence": mean_confidence.tolist(), "accuracy": accuracy.tolist()}

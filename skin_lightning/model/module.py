@@ -11,9 +11,9 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 
 from skin_lightning.errors import UserError
+from skin_lightning.model.confusion import confusion_figure
 from skin_lightning.model.metrics import named_scalars, stage_metrics
 from skin_lightning.model.networks import build_network
-from skin_lightning.results.reports import confusion_figure
 
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adamw": torch.optim.AdamW}
 SCHEDULE_KEYS = ("name", "scheduler", "warmup_fraction")
@@ -100,9 +100,11 @@ class SkinClassifier(L.LightningModule):
         tensorboards = [logger for logger in self.loggers if isinstance(logger, TensorBoardLogger)]
         if not tensorboards or self.global_rank != 0:
             return
-        figure = confusion_figure(matrix.cpu().numpy(), self.classes, title=f"{stage}, epoch {self.current_epoch}")
+        figure = confusion_figure(matrix.cpu().numpy(), self.classes, title=f"{stage}, epoch {self.current_epoch + 1}")
+        # the step Lightning gives this epoch's scalars (validation runs before the last batch's step is counted)
+        step = self.trainer.fit_loop.epoch_loop._batches_that_stepped
         for logger in tensorboards:
-            logger.experiment.add_figure(f"{stage}/confusion_matrix", figure, self.global_step)
+            logger.experiment.add_figure(f"{stage}/confusion_matrix", figure, step)
 
     def on_train_epoch_end(self):
         self._epoch_end("train")

@@ -31,7 +31,8 @@ from omegaconf import OmegaConf  # noqa: E402
 from skin_lightning.results.comparisons import Predictions, aligned, ensemble, paired_comparison, read_predictions  # noqa: E402
 from skin_lightning.config import run_name  # noqa: E402
 from skin_lightning.errors import UserError  # noqa: E402
-from skin_lightning.results.reports import with_interval, write_test_reports  # noqa: E402
+from skin_lightning.results.reports import REPORT, write_reports  # noqa: E402
+from skin_lightning.results.tables import with_interval  # noqa: E402
 from skin_lightning.results.stats import holm, mean_sd  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -218,11 +219,11 @@ def fold_ensembles(sweep_dir: Path, grouped: dict[str, list[dict]], classes: lis
         else:
             folder = Path(sweep_dir) / ENSEMBLE_DIR / run_name(",".join(folds[0]["setting"]) or "all_jobs")
             folder.mkdir(parents=True, exist_ok=True)
-            metrics = write_test_reports(
+            metrics = write_reports(
                 folder, combined.probs, combined.labels, combined.paths, classes,
                 extra={"ensemble_of": [row["job"] for row in folds]},
             )
-            result.update(metrics=metrics, report=folder.relative_to(sweep_dir) / "classification_report.md")
+            result.update(metrics=metrics, report=folder.relative_to(sweep_dir) / f"{REPORT}.md")
         results.append(result)
     return results
 
