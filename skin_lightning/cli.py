@@ -10,7 +10,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
-from skin_lightning.config import run_name
+from skin_lightning.results.sweep import run_name
 from skin_lightning.errors import UserError
 
 CONFIG_DIR = str(Path(__file__).resolve().parent / "conf")

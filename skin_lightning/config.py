@@ -1,7 +1,5 @@
 """Checks of a composed config that Hydra's own type checks cannot make, run before any data is read."""
 
-import re
-
 from omegaconf import DictConfig, OmegaConf
 
 from skin_lightning.errors import UserError
@@ -48,8 +46,3 @@ def check_config(cfg: DictConfig) -> None:
     _require(0 <= cfg.optim.warmup_fraction < 1, "optim.warmup_fraction", cfg.optim.warmup_fraction, "a number in [0, 1)")
     _require(0 <= cfg.loss.label_smoothing < 1, "loss.label_smoothing", cfg.loss.label_smoothing, "a number in [0, 1)")
 
-
-def run_name(override_dirname: str) -> str:
-    """A folder name from a job's overrides: readable in TensorBoard, no path separators."""
-    name = re.sub(r"[/\\:]+", "_", override_dirname).strip("_")
-    return name[:200] or "defaults"

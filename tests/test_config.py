@@ -6,7 +6,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from skin_lightning.cli import CONFIG_DIR
-from skin_lightning.config import check_config, run_name
+from skin_lightning.config import check_config
+from skin_lightning.results.sweep import run_name
 from skin_lightning.errors import UserError
 
 from conftest import compose_train

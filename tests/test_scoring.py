@@ -13,7 +13,7 @@ from torchmetrics.classification import MulticlassF1Score, MulticlassRecall
 from skin_lightning.model.metrics import named_scalars, stage_metrics
 from skin_lightning.results.reports import write_reports
 from skin_lightning.results.stats import proportion_interval
-from skin_lightning.results.sweep import write_summary
+from skin_lightning.results.sweep_summary import write_summary
 
 CLASSES = ["AK", "BCC", "DF", "MEL"]
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import yaml
 
-from skin_lightning.config import run_name
 from skin_lightning.results.reports import write_reports
 from skin_lightning.results.stats import holm, mean_sd
-from skin_lightning.results.sweep import configuration, write_summary
+from skin_lightning.results.sweep import configuration, run_name
+from skin_lightning.results.sweep_summary import write_summary
 
 CLASSES = ["AK", "BCC", "MEL", "NV"]
 LABELS = np.repeat(np.arange(len(CLASSES)), 60)
