@@ -1,18 +1,32 @@
 """Checks of a composed config that Hydra's own type checks cannot make, run before any data is read."""
 
+from pathlib import Path
+
 from omegaconf import DictConfig, OmegaConf
 
+from skin_lightning.cli import CONFIG_DIR
 from skin_lightning.errors import UserError
 
-CHOICES = {
-    "data.layout": ("folder", "demo", "isic2019"),
+# Config groups whose choice a module branches on, and the key naming it: the group's folder in
+# conf/ is its one registry (a new conf/loss/NAME.yaml with name: NAME is a new choice).
+GROUP_KEYS = {"data": "layout", "sampler": "name", "loss": "name", "optim": "name"}
+# Choices of single settings, which are not config groups.
+SETTING_CHOICES = {
     "data.cache": ("memory", "disk", "none"),
     "data.on_bad_image": ("error", "skip"),
-    "sampler.name": ("shuffle", "oversample"),
-    "loss.name": ("ce", "weighted_ce"),
-    "optim.name": ("sgd", "adamw"),
     "optim.scheduler": ("none", "cosine"),
 }
+
+
+def group_choices(group: str) -> tuple[str, ...]:
+    """The choices of a config group: the names of its files in the package's conf/ folder."""
+    return tuple(sorted(path.stem for path in (Path(CONFIG_DIR) / group).glob("*.yaml")))
+
+
+def check_choice(cfg: DictConfig, group: str) -> None:
+    key = f"{group}.{GROUP_KEYS[group]}"
+    value, allowed = OmegaConf.select(cfg, key), group_choices(group)
+    _require(value in allowed, key, value, "one of " + ", ".join(allowed))
 
 
 def _require(condition: bool, key: str, value, expected: str) -> None:
@@ -26,7 +40,9 @@ def check_config(cfg: DictConfig) -> None:
             "data.root is not set: pass data.root=/path/to/ISIC84by84 (a folder with Train/<CLASS>/ and "
             "Test/<CLASS>/), or try the pipeline offline with experiment=demo"
         )
-    for key, allowed in CHOICES.items():
+    for group in GROUP_KEYS:
+        check_choice(cfg, group)
+    for key, allowed in SETTING_CHOICES.items():
         value = OmegaConf.select(cfg, key)
         _require(value in allowed, key, value, "one of " + ", ".join(allowed))
     data = cfg.data

@@ -25,9 +25,14 @@ from skin_lightning.data.augment import to_model_input  # noqa: E402
 from skin_lightning.cli import CONFIG_DIR, reported  # noqa: E402
 from skin_lightning.data.datamodule import SkinDataModule  # noqa: E402
 from skin_lightning.errors import UserError  # noqa: E402
-from skin_lightning.evaluate import to_checkpoint_labels  # noqa: E402
 from skin_lightning.data.images import decode_all, report_bad_images  # noqa: E402
-from skin_lightning.model.inference import TrainedModel, load_checkpoint, predict_probs, resolve_device  # noqa: E402
+from skin_lightning.model.inference import (  # noqa: E402
+    TrainedModel,
+    load_checkpoint,
+    predict_probs,
+    resolve_device,
+    to_checkpoint_labels,
+)
 
 log = logging.getLogger(__name__)
 

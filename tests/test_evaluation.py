@@ -22,8 +22,8 @@ from isic_challenge_scoring.classification import ClassificationMetric, Classifi
 from torchmetrics.classification import MulticlassCalibrationError
 
 from skin_lightning.errors import UserError
-from skin_lightning.evaluate import evaluate, to_checkpoint_labels
-from skin_lightning.model.inference import load_checkpoint, predict_probs
+from skin_lightning.evaluate import evaluate
+from skin_lightning.model.inference import load_checkpoint, predict_probs, to_checkpoint_labels
 from skin_lightning.data.layouts import Samples
 from skin_lightning.results.scores import score
 from skin_lightning.train import train

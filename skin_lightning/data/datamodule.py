@@ -11,10 +11,10 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from skin_lightning.data.augment import build_augmentation, to_model_input
-from skin_lightning.model.callbacks import epoch_seed
 from skin_lightning.data.demo import make_demo_dataset
 from skin_lightning.data.cache import decoded_store
 from skin_lightning.data.images import decode_image, decode_into, default_workers, report_bad_images
+from skin_lightning.data.seeding import epoch_seed
 from skin_lightning.data.layouts import Layout, Samples, read_folder_layout, read_isic2019_layout
 from skin_lightning.data.split import fold_split, stratified_split, write_split_csv
 

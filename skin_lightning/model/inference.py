@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from skin_lightning.data.augment import IMAGENET_MEAN, IMAGENET_STD, to_model_input
+from skin_lightning.data.layouts import Samples
 from skin_lightning.model.checkpoints import read_checkpoint
 from skin_lightning.errors import UserError
 from skin_lightning.model.networks import build_network
@@ -57,6 +58,19 @@ def load_checkpoint(path: Path, image_size: int | None = None) -> TrainedModel:
     # to_model_input hands over channels_last batches; a network in the same layout runs several times faster on CPU
     network = network.to(memory_format=torch.channels_last).eval()
     return TrainedModel(network, classes, int(size), model["arch"])
+
+
+def to_checkpoint_labels(samples: Samples, data_classes: list[str], model_classes: list[str], source: str) -> np.ndarray:
+    """Data labels -> indices into the checkpoint's classes, matched by name."""
+    present = sorted({data_classes[label] for label in samples.labels})
+    unknown = [name for name in present if name not in model_classes]
+    if unknown:
+        raise UserError(
+            f"{source} has images of class(es) {', '.join(unknown)} that the checkpoint does not know "
+            f"(it predicts {', '.join(model_classes)}); remove them or evaluate a checkpoint trained on them"
+        )
+    mapping = np.array([model_classes.index(name) if name in model_classes else -1 for name in data_classes])
+    return mapping[np.asarray(samples.labels, dtype=np.int64)]
 
 
 def resolve_device(name: str) -> torch.device:
