@@ -35,13 +35,13 @@ from torchvision import transforms
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from skin_lightning.data.augment import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
-from skin_lightning.cli import CONFIG_DIR  # noqa: E402
-from skin_lightning.data.datamodule import SkinDataModule  # noqa: E402
-from skin_lightning.model.hardware import resolve_precision  # noqa: E402
-from skin_lightning.model.networks import build_network  # noqa: E402
-from skin_lightning.prepare import prepare  # noqa: E402
-from skin_lightning.train import train  # noqa: E402
+from skin_lightning.cli import CONFIG_DIR
+from skin_lightning.data.augment import IMAGENET_MEAN, IMAGENET_STD
+from skin_lightning.data.datamodule import SkinDataModule
+from skin_lightning.model.hardware import resolve_precision
+from skin_lightning.model.networks import build_network
+from skin_lightning.prepare import prepare
+from skin_lightning.train import train
 
 BATCH = 32  # the v4 recipe's batch size
 
@@ -212,7 +212,8 @@ def loader_rate(overrides: list[str], min_seconds: float) -> float:
 
 def loaders(train_dir: Path, work: Path, count: int) -> dict[str, float]:
     root = large_jpegs(train_dir, work / "large", count, 1024)
-    base = ["experiment=v4_selective", f"data.root={root}", f"data.cache_dir={work / 'cache'}", f"output_dir={work / 'prepare'}"]
+    base = ["experiment=v4_selective", f"data.root={root}", f"data.cache_dir={work / 'cache'}"]
+    base.append(f"output_dir={work / 'prepare'}")
     prepared = prepare(compose_config("prepare", base))
     return {
         "jpeg": loader_rate([*base, "data.cache=none"], 5.0),
@@ -224,7 +225,8 @@ def loaders(train_dir: Path, work: Path, count: int) -> dict[str, float]:
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        cpu = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
@@ -237,7 +239,7 @@ def load() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, required=True, help="a Train folder with one sub-folder of JPEGs per class")
+    parser.add_argument("--data", type=Path, required=True, help="a Train folder with a sub-folder of JPEGs per class")
     parser.add_argument("--arch", default="resnet50", help="the v4 recipe's network (default resnet50)")
     parser.add_argument("--warmup", type=int, default=3, help="batches run before timing starts")
     parser.add_argument("--batches", type=int, default=15, help="batches timed in (1), (2) and (3)")

@@ -49,16 +49,39 @@ def check_config(cfg: DictConfig) -> None:
     _require(0 <= data.val_fraction < 1, "data.val_fraction", data.val_fraction, "a number in [0, 1)")
     if data.fold is not None:
         _require(isinstance(data.folds, int) and data.folds >= 2, "data.folds", data.folds, "a whole number >= 2")
-        _require(isinstance(data.fold, int) and 0 <= data.fold < data.folds, "data.fold", data.fold, f"a whole number from 0 to {data.folds - 1} (data.folds - 1), or null for data.val_fraction")
+        _require(
+            isinstance(data.fold, int) and 0 <= data.fold < data.folds,
+            "data.fold",
+            data.fold,
+            f"a whole number from 0 to {data.folds - 1} (data.folds - 1), or null for data.val_fraction",
+        )
     if data.layout == "isic2019":
         _require(0 < data.test_fraction < 1, "data.test_fraction", data.test_fraction, "a number in (0, 1)")
-    _require(isinstance(data.image_size, int) and data.image_size >= 16, "data.image_size", data.image_size, "a whole number >= 16")
-    _require(isinstance(data.batch_size, int) and data.batch_size >= 1, "data.batch_size", data.batch_size, "a whole number >= 1")
+    _require(
+        isinstance(data.image_size, int) and data.image_size >= 16,
+        "data.image_size",
+        data.image_size,
+        "a whole number >= 16",
+    )
+    _require(
+        isinstance(data.batch_size, int) and data.batch_size >= 1,
+        "data.batch_size",
+        data.batch_size,
+        "a whole number >= 1",
+    )
     workers = data.num_workers
-    _require(workers == "auto" or (isinstance(workers, int) and workers >= 0), "data.num_workers", workers, "auto or a whole number >= 0")
+    _require(
+        workers == "auto" or (isinstance(workers, int) and workers >= 0),
+        "data.num_workers",
+        workers,
+        "auto or a whole number >= 0",
+    )
     if cfg.sampler.name == "oversample":
-        _require(cfg.sampler.exponent >= 0, "sampler.exponent", cfg.sampler.exponent, "a number >= 0 (1 = inverse frequency)")
+        _require(
+            cfg.sampler.exponent >= 0, "sampler.exponent", cfg.sampler.exponent, "a number >= 0 (1 = inverse frequency)"
+        )
     _require(cfg.optim.lr > 0, "optim.lr", cfg.optim.lr, "a positive number")
-    _require(0 <= cfg.optim.warmup_fraction < 1, "optim.warmup_fraction", cfg.optim.warmup_fraction, "a number in [0, 1)")
+    _require(
+        0 <= cfg.optim.warmup_fraction < 1, "optim.warmup_fraction", cfg.optim.warmup_fraction, "a number in [0, 1)"
+    )
     _require(0 <= cfg.loss.label_smoothing < 1, "loss.label_smoothing", cfg.loss.label_smoothing, "a number in [0, 1)")
-

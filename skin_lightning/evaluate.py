@@ -13,9 +13,15 @@ from omegaconf import DictConfig, OmegaConf
 from skin_lightning.cli import CONFIG_DIR, reported
 from skin_lightning.config import check_choice
 from skin_lightning.data.datamodule import SkinDataModule
-from skin_lightning.errors import UserError
 from skin_lightning.data.images import decode_all, report_bad_images
-from skin_lightning.model.inference import check_tta, load_checkpoint, predict_probs, resolve_device, to_checkpoint_labels
+from skin_lightning.errors import UserError
+from skin_lightning.model.inference import (
+    check_tta,
+    load_checkpoint,
+    predict_probs,
+    resolve_device,
+    to_checkpoint_labels,
+)
 from skin_lightning.results.reports import write_reports
 
 log = logging.getLogger(__name__)

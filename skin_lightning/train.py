@@ -9,12 +9,12 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
-from skin_lightning.data.augment import preprocessing
-from skin_lightning.model.callbacks import ReseedEveryEpoch, StopOnNonFiniteLoss
-from skin_lightning.model.checkpoints import AtomicCheckpointIO, resume_path
 from skin_lightning.cli import CONFIG_DIR, reported
 from skin_lightning.config import check_config
+from skin_lightning.data.augment import preprocessing
 from skin_lightning.data.datamodule import SkinDataModule
+from skin_lightning.model.callbacks import ReseedEveryEpoch, StopOnNonFiniteLoss
+from skin_lightning.model.checkpoints import AtomicCheckpointIO, resume_path
 from skin_lightning.model.hardware import resolve_precision
 from skin_lightning.model.metrics import HEADLINE
 from skin_lightning.model.module import SkinClassifier
@@ -108,7 +108,10 @@ def train(cfg: DictConfig) -> dict:
         datamodule.classes,
         extra,
     )
-    log.info("test balanced accuracy %.4f, accuracy %.4f; reports in %s", summary["balanced_accuracy"], summary["accuracy"], output_dir)
+    log.info(
+        "test balanced accuracy %.4f, accuracy %.4f; reports in %s",
+        summary["balanced_accuracy"], summary["accuracy"], output_dir,
+    )
     return summary
 
 

@@ -7,8 +7,8 @@ from omegaconf import OmegaConf
 
 from skin_lightning.cli import CONFIG_DIR
 from skin_lightning.config import check_config
-from skin_lightning.results.sweep import run_name
 from skin_lightning.errors import UserError
+from skin_lightning.results.sweep import run_name
 
 from conftest import compose_train
 
@@ -85,7 +85,10 @@ def test_bad_values_name_their_key(override, key):
 
 
 def test_run_names_are_readable_folder_names():
-    assert run_name("data.root=/data/ISIC84by84,experiment=v1_baseline") == "data.root=_data_ISIC84by84,experiment=v1_baseline"
+    assert (
+        run_name("data.root=/data/ISIC84by84,experiment=v1_baseline")
+        == "data.root=_data_ISIC84by84,experiment=v1_baseline"
+    )
     assert run_name("") == "defaults"
     assert "/" not in run_name("model.weights=/a/b/c.pth")
 
@@ -102,8 +105,11 @@ def test_optimizer_settings_it_does_not_take_are_named():
 
     optim = {"name": "adamw", "lr": 1e-3, "momentum": 0.9, "scheduler": "none", "warmup_fraction": 0.0}
     module = SkinClassifier(
-        ["A", "B"], [1, 1], {"arch": "resnet18", "weights": "none", "freeze_backbone": False, "channels_last": False},
-        {"name": "ce", "label_smoothing": 0.0}, optim,
+        ["A", "B"],
+        [1, 1],
+        {"arch": "resnet18", "weights": "none", "freeze_backbone": False, "channels_last": False},
+        {"name": "ce", "label_smoothing": 0.0},
+        optim,
     )
     with pytest.raises(UserError, match=r"optim=adamw does not take.*momentum"):
         module.configure_optimizers()

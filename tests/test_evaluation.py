@@ -21,10 +21,10 @@ import torch
 from isic_challenge_scoring.classification import ClassificationMetric, ClassificationScore
 from torchmetrics.classification import MulticlassCalibrationError
 
+from skin_lightning.data.layouts import Samples
 from skin_lightning.errors import UserError
 from skin_lightning.evaluate import evaluate
 from skin_lightning.model.inference import load_checkpoint, predict_probs, to_checkpoint_labels
-from skin_lightning.data.layouts import Samples
 from skin_lightning.results.scores import score
 from skin_lightning.train import train
 
@@ -34,7 +34,13 @@ CLASSES = ["AK", "BCC", "BKL", "DF", "MEL", "NV", "SCC", "VASC"]
 RANKING = {"auc": "auc", "auc_sens_80": "auc_sens_80", "average_precision": "ap"}
 DECISIONS = {"recall": "sensitivity", "specificity": "specificity", "precision": "ppv", "npv": "npv", "f1": "dice"}
 # the cells of the binary confusion matrix each ratio divides by: when all are 0 the ratio is undefined
-UNDEFINED = {"recall": ("tp", "fn"), "specificity": ("tn", "fp"), "precision": ("tp", "fp"), "npv": ("tn", "fn"), "f1": ("tp", "fp", "fn")}
+UNDEFINED = {
+    "recall": ("tp", "fn"),
+    "specificity": ("tn", "fp"),
+    "precision": ("tp", "fp"),
+    "npv": ("tn", "fn"),
+    "f1": ("tp", "fp", "fn"),
+}
 
 
 def isic_score(probs: np.ndarray, labels: np.ndarray, classes: list[str]) -> ClassificationScore:
@@ -56,8 +62,10 @@ def assert_agrees_with_isic(summary: dict, probs: np.ndarray, labels: np.ndarray
         for name, theirs in RANKING.items():
             assert ours[name] == pytest.approx(ranking.per_category.loc[cls, theirs], abs=1e-6), (cls, name)
         counts = {
-            "tp": np.sum((predicted == k) & (labels == k)), "fp": np.sum((predicted == k) & (labels != k)),
-            "fn": np.sum((predicted != k) & (labels == k)), "tn": np.sum((predicted != k) & (labels != k)),
+            "tp": np.sum((predicted == k) & (labels == k)),
+            "fp": np.sum((predicted == k) & (labels != k)),
+            "fn": np.sum((predicted != k) & (labels == k)),
+            "tn": np.sum((predicted != k) & (labels != k)),
         }
         for name, theirs in DECISIONS.items():
             if sum(counts[part] for part in UNDEFINED[name]) == 0:
@@ -114,12 +122,20 @@ def test_flips_tta_averages_the_four_flipped_predictions(demo_checkpoint, demo_r
 
 
 def test_evaluate_writes_the_full_report(demo_checkpoint, demo_root, tmp_path):
-    cfg = compose_config("evaluate", [f"ckpt_path={demo_checkpoint}", f"data.root={demo_root}", f"output_dir={tmp_path}"])
+    cfg = compose_config(
+        "evaluate", [f"ckpt_path={demo_checkpoint}", f"data.root={demo_root}", f"output_dir={tmp_path}"]
+    )
     summary = evaluate(cfg)
     names = {path.name for path in tmp_path.iterdir()}
     assert {
-        "metrics.json", "report.md", "report.csv", "confusion_matrix.png",
-        "confusion_matrix_normalized.png", "roc_curves.png", "reliability.png", "test_predictions.csv",
+        "metrics.json",
+        "report.md",
+        "report.csv",
+        "confusion_matrix.png",
+        "confusion_matrix_normalized.png",
+        "roc_curves.png",
+        "reliability.png",
+        "test_predictions.csv",
     } <= names
     stored = json.loads((tmp_path / "metrics.json").read_text())
     assert stored["num_images"] == 200 and stored["tta"] == "none" and stored["image_size"] == 32
@@ -128,8 +144,20 @@ def test_evaluate_writes_the_full_report(demo_checkpoint, demo_root, tmp_path):
     with open(tmp_path / "report.csv") as handle:
         rows = list(csv.reader(handle))
     assert rows[0] == [
-        "class", "precision", "recall", "recall_low", "recall_high", "f1", "f1_low", "f1_high", "specificity", "npv",
-        "auc", "auc_sens_80", "average_precision", "support",
+        "class",
+        "precision",
+        "recall",
+        "recall_low",
+        "recall_high",
+        "f1",
+        "f1_low",
+        "f1_high",
+        "specificity",
+        "npv",
+        "auc",
+        "auc_sens_80",
+        "average_precision",
+        "support",
     ]
     macro = rows[-2]  # macro avg: balanced accuracy with its interval
     assert float(macro[2]) == pytest.approx(summary["balanced_accuracy"])
@@ -137,7 +165,9 @@ def test_evaluate_writes_the_full_report(demo_checkpoint, demo_root, tmp_path):
     assert [row[0] for row in rows[1:]] == [*CLASSES, "accuracy", "macro avg", "weighted avg"]
     assert "Balanced multi-class accuracy" in (tmp_path / "report.md").read_text()
     probs, labels = read_predictions(tmp_path / "test_predictions.csv", CLASSES)
-    assert summary["balanced_accuracy"] == pytest.approx(isic_score(probs, labels, CLASSES).aggregate["balanced_accuracy"], abs=1e-6)
+    assert summary["balanced_accuracy"] == pytest.approx(
+        isic_score(probs, labels, CLASSES).aggregate["balanced_accuracy"], abs=1e-6
+    )
 
 
 def read_predictions(path, classes) -> tuple[np.ndarray, np.ndarray]:
@@ -149,16 +179,29 @@ def read_predictions(path, classes) -> tuple[np.ndarray, np.ndarray]:
 def test_real_isic2019_train_then_evaluate_agrees_with_isic_scoring(real_isic2019, tmp_path):
     """Trained in-test on the real sample's hold-out layout, evaluated there: the scoring package agrees."""
     run = tmp_path / "run"
-    overrides = [*FAST, "model.arch=resnet18", "data=isic2019", f"data.root={real_isic2019}", f"output_dir={run}", "logger=csv"]
+    overrides = [
+        *FAST,
+        "model.arch=resnet18",
+        "data=isic2019",
+        f"data.root={real_isic2019}",
+        f"output_dir={run}",
+        "logger=csv",
+    ]
     train(compose_config("train", overrides))
     split = pd.read_csv(run / "split.csv")
     held_out = split[split.split == "test"]
     assert len(held_out) == 248  # data.test_fraction=0.2 of each class of the 1,241 images
 
     out = tmp_path / "evaluate"
-    cfg = compose_config("evaluate", [
-        f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}", "data=isic2019", f"data.root={real_isic2019}", f"output_dir={out}",
-    ])
+    cfg = compose_config(
+        "evaluate",
+        [
+            f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}",
+            "data=isic2019",
+            f"data.root={real_isic2019}",
+            f"output_dir={out}",
+        ],
+    )
     reported = evaluate(cfg)
     probs, labels = read_predictions(out / "test_predictions.csv", CLASSES)
     assert sorted(pd.read_csv(out / "test_predictions.csv").path) == sorted(held_out.path)

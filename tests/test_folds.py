@@ -3,8 +3,8 @@ import pytest
 
 from skin_lightning.config import check_config
 from skin_lightning.data.datamodule import SkinDataModule
-from skin_lightning.errors import UserError
 from skin_lightning.data.split import fold_split
+from skin_lightning.errors import UserError
 
 from conftest import compose_train
 

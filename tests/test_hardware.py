@@ -5,6 +5,7 @@ import torch
 
 import skin_lightning.model.hardware as hardware
 from skin_lightning.model.module import SkinClassifier
+
 from conftest import compose_train
 
 

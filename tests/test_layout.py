@@ -20,7 +20,8 @@ ENTRY_POINTS = {"train", "evaluate", "predict", "explain", "export", "prepare", 
 def modules() -> dict[str, Path]:
     return {
         ".".join(path.relative_to(PACKAGE).with_suffix("").parts): path
-        for path in PACKAGE.rglob("*.py") if path.name != "__init__.py"
+        for path in PACKAGE.rglob("*.py")
+        if path.name != "__init__.py"
     }
 
 
@@ -30,7 +31,11 @@ def imported(path: Path) -> set[str]:
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("skin_lightning."):
             names.add(node.module.removeprefix("skin_lightning."))
         elif isinstance(node, ast.Import):
-            names |= {alias.name.removeprefix("skin_lightning.") for alias in node.names if alias.name.startswith("skin_lightning.")}
+            names |= {
+                alias.name.removeprefix("skin_lightning.")
+                for alias in node.names
+                if alias.name.startswith("skin_lightning.")
+            }
     return names
 
 
@@ -53,9 +58,31 @@ def test_imports_run_one_way():
 
 def test_the_layout_has_the_three_layers_and_the_entry_points():
     found = set(modules())
-    assert {"data.layouts", "data.split", "data.images", "data.cache", "data.demo", "data.augment", "data.datamodule"} <= found
-    assert {"model.networks", "model.module", "model.metrics", "model.callbacks", "model.checkpoints", "model.inference"} <= found
-    assert {"results.scores", "results.tables", "results.figures", "results.stats", "results.comparisons", "results.sweep"} <= found
+    assert {
+        "data.layouts",
+        "data.split",
+        "data.images",
+        "data.cache",
+        "data.demo",
+        "data.augment",
+        "data.datamodule",
+    } <= found
+    assert {
+        "model.networks",
+        "model.module",
+        "model.metrics",
+        "model.callbacks",
+        "model.checkpoints",
+        "model.inference",
+    } <= found
+    assert {
+        "results.scores",
+        "results.tables",
+        "results.figures",
+        "results.stats",
+        "results.comparisons",
+        "results.sweep",
+    } <= found
     assert ENTRY_POINTS <= found
 
 

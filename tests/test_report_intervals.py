@@ -69,7 +69,11 @@ def test_reports_show_the_interval_next_to_each_number(tmp_path):
     markdown = (tmp_path / "report.md").read_text()
     assert f"{metrics['balanced_accuracy']:.4f} [{low:.4f}, {high:.4f}]" in markdown
     recall_low, recall_high = metrics["intervals"]["recall/MEL"]
-    assert f"| MEL | {metrics['per_class']['MEL']['precision']:.4f} | {metrics['per_class']['MEL']['recall']:.4f} [{recall_low:.4f}, {recall_high:.4f}]" in markdown
+    assert (
+        f"| MEL | {metrics['per_class']['MEL']['precision']:.4f} | "
+        f"{metrics['per_class']['MEL']['recall']:.4f} [{recall_low:.4f}, {recall_high:.4f}]"
+        in markdown
+    )
     with open(tmp_path / "report.csv") as handle:
         rows = {row["class"]: row for row in csv.DictReader(handle)}
     assert float(rows["macro avg"]["recall_low"]) == pytest.approx(low)

@@ -26,7 +26,10 @@ def hparams_tab(accumulator: EventAccumulator) -> tuple[dict, list[str]]:
     content = accumulator.PluginTagToContent("hparams")
     experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
     start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
-    settings = {name: value.WhichOneof("kind") and getattr(value, value.WhichOneof("kind")) for name, value in start.hparams.items()}
+    settings = {
+        name: value.WhichOneof("kind") and getattr(value, value.WhichOneof("kind"))
+        for name, value in start.hparams.items()
+    }
     return settings, [info.name.tag for info in experiment.metric_infos]
 
 
@@ -65,8 +68,12 @@ def test_a_finished_run_shows_every_epoch_and_the_test_scores(tmp_path, demo_roo
 def test_an_interrupted_run_already_has_its_hparams_and_validation_scores(tmp_path, demo_root):
     """The run dies in its second epoch: the HParams tab still lists it with the first epoch's scores."""
     overrides = [
-        *TWO_EPOCHS, f"data.root={demo_root}", f"output_dir={tmp_path}",
-        "+callbacks.poison._target_=probes.PoisonAt", "+callbacks.poison.epoch=1", "+callbacks.poison.batch=0",
+        *TWO_EPOCHS,
+        f"data.root={demo_root}",
+        f"output_dir={tmp_path}",
+        "+callbacks.poison._target_=probes.PoisonAt",
+        "+callbacks.poison.epoch=1",
+        "+callbacks.poison.batch=0",
     ]
     with pytest.raises(UserError, match="loss became nan at epoch 1"):
         train(compose_train(overrides))

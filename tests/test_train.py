@@ -74,14 +74,24 @@ def test_run_without_validation_or_our_checkpoint_callback_finishes(tmp_path, de
 def cli(*args, cwd):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run(
-        [sys.executable, "-m", "skin_lightning.train", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "skin_lightning.train", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 
 def test_multirun_summary_reports_completed_and_failed_jobs(tmp_path, demo_root):
     sweep = tmp_path / "sweep"
     result = cli(
-        "-m", "experiment=demo", *FAST, f"data.root={demo_root}", "data.batch_size=8,0", f"hydra.sweep.dir={sweep}",
+        "-m",
+        "experiment=demo",
+        *FAST,
+        f"data.root={demo_root}",
+        "data.batch_size=8,0",
+        f"hydra.sweep.dir={sweep}",
         cwd=tmp_path,
     )
     assert result.returncode != 0  # one job failed, and the sweep says so

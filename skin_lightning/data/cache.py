@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from skin_lightning.errors import UserError
 from skin_lightning.data.images import BadImageError, decode_into
+from skin_lightning.errors import UserError
 
 log = logging.getLogger(__name__)
 

@@ -11,11 +11,11 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from skin_lightning.data.augment import build_augmentation, to_model_input
-from skin_lightning.data.demo import make_demo_dataset
 from skin_lightning.data.cache import decoded_store
+from skin_lightning.data.demo import make_demo_dataset
 from skin_lightning.data.images import decode_image, decode_into, default_workers, report_bad_images
-from skin_lightning.data.seeding import epoch_seed
 from skin_lightning.data.layouts import Layout, Samples, read_folder_layout, read_isic2019_layout
+from skin_lightning.data.seeding import epoch_seed
 from skin_lightning.data.split import fold_split, stratified_split, write_split_csv
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,10 @@ class SkinDataModule(L.LightningDataModule):
         if test is None:
             kept, held = stratified_split(train.labels, self.cfg["test_fraction"], self.seed)
             train, test = train.subset(kept), train.subset(held)
-            log.info("held out %d images as the test split (data.test_fraction=%s, seed %d)", len(test), self.cfg["test_fraction"], self.seed)
+            log.info(
+                "held out %d images as the test split (data.test_fraction=%s, seed %d)",
+                len(test), self.cfg["test_fraction"], self.seed,
+            )
         if self.cfg["fold"] is None:
             kept, held = stratified_split(train.labels, self.cfg["val_fraction"], self.seed)
         else:
@@ -152,7 +155,8 @@ class SkinDataModule(L.LightningDataModule):
         for name, split in samples.items():
             split = split.subset([i for i, path in enumerate(split.paths) if path not in unreadable])
             samples[name] = split
-            self.splits[name] = ImageSet(split, size, None) if store is None else ImageSet(split, size, store.images, store.rows(split.paths))
+            stored = (None,) if store is None else (store.images, store.rows(split.paths))
+            self.splits[name] = ImageSet(split, size, *stored)
         listing = (self.output_dir or Path(".")) / "bad_images.tsv" if rank_zero_only.rank == 0 else None
         report_bad_images(bad, self.cfg["on_bad_image"], listing)
         return samples

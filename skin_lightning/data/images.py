@@ -49,7 +49,11 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 
 def _reason(path: Path, error: Exception) -> str:
     if isinstance(error, UnidentifiedImageError):
-        return "empty file (0 bytes)" if path.stat().st_size == 0 else "cannot identify image file: not an image Pillow can read"
+        return (
+            "empty file (0 bytes)"
+            if path.stat().st_size == 0
+            else "cannot identify image file: not an image Pillow can read"
+        )
     return str(error) or type(error).__name__
 
 
@@ -63,7 +67,9 @@ def decode_image(path: Path, size: int) -> np.ndarray:
                     path, f"{width}x{height} pixels, over Pillow's decompression-bomb limit of {Image.MAX_IMAGE_PIXELS}"
                 )
             if min(width, height) < MIN_SIDE:
-                raise BadImageError(path, f"{width}x{height} pixels, too small to show a lesion (at least {MIN_SIDE}x{MIN_SIDE})")
+                raise BadImageError(
+                    path, f"{width}x{height} pixels, too small to show a lesion (at least {MIN_SIDE}x{MIN_SIDE})"
+                )
             # a JPEG much larger than `size` decodes at 1/2, 1/4 or 1/8 scale (still >= size): several times faster
             image.draft("RGB", (size, size))
             image = _to_rgb(ImageOps.exif_transpose(image))
@@ -99,7 +105,9 @@ def decode_into(
             store[index] = pixels
 
     with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool:
-        for _ in tqdm(pool.map(decode_one, range(len(paths))), total=len(paths), desc=desc, unit="img", mininterval=2.0):
+        for _ in tqdm(
+            pool.map(decode_one, range(len(paths))), total=len(paths), desc=desc, unit="img", mininterval=2.0
+        ):
             pass
     return bad
 
@@ -135,5 +143,6 @@ def report_bad_images(bad: list[BadImageError], policy: str, listing: Path | Non
     shown = "\n  ".join(lines[:20]) + (f"\n  ... and {len(lines) - 20} more" if len(lines) > 20 else "")
     raise UserError(
         f"{len(bad)} images could not be read:\n  {shown}\n"
-        "Fix or remove them, or pass data.on_bad_image=skip to train without them (they are then listed in the run directory)."
+        "Fix or remove them, or pass data.on_bad_image=skip to train without them "
+        "(they are then listed in the run directory)."
     )

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
-from skin_lightning.errors import UserError
 from skin_lightning.data.layouts import Samples
+from skin_lightning.errors import UserError
 
 
 def stratified_split(labels: list[int], fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -36,7 +36,9 @@ def stratified_folds(labels, n_folds: int, seed: int) -> list[np.ndarray]:
     if labels.ndim != 1 or labels.size == 0 or not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"labels must be a non-empty 1-D array of class indices, got {labels.dtype} {labels.shape}")
     if isinstance(n_folds, bool) or not isinstance(n_folds, int | np.integer) or not 2 <= n_folds <= labels.size:
-        raise ValueError(f"n_folds must be a whole number from 2 to the number of labels ({labels.size}), got {n_folds!r}")
+        raise ValueError(
+            f"n_folds must be a whole number from 2 to the number of labels ({labels.size}), got {n_folds!r}"
+        )
     rng = np.random.default_rng(seed)
     fold_of = np.empty(labels.size, dtype=np.int64)
     start = 0

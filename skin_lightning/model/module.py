@@ -43,7 +43,8 @@ class SkinClassifier(L.LightningModule):
     """Hyperparameters are plain containers so checkpoints load with torch.load(weights_only=True)."""
 
     def __init__(
-        self, classes: list[str], class_counts: list[int], model: dict, loss: dict, optim: dict, preprocessing: dict | None = None
+        self, classes: list[str], class_counts: list[int], model: dict, loss: dict, optim: dict,
+        preprocessing: dict | None = None,
     ):
         """`preprocessing` (augment.preprocessing) is only stored, for the tools that load the checkpoint later."""
         super().__init__()
@@ -71,7 +72,10 @@ class SkinClassifier(L.LightningModule):
         )
         probs = logits.detach().softmax(dim=1)
         self.metrics[f"{stage}_"].update(probs, labels)
-        self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, batch_size=len(labels), prog_bar=True, sync_dist=True)
+        self.log(
+            f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, batch_size=len(labels), prog_bar=True,
+            sync_dist=True,
+        )
         return loss, probs, labels, indices
 
     def training_step(self, batch, batch_idx):

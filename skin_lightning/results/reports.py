@@ -33,7 +33,13 @@ def _headline(summary: dict, name: str) -> str:
 
 
 def write_reports(
-    output_dir: Path, probs: np.ndarray, labels: np.ndarray, paths: list, classes: list[str], extra: dict, bins: int = 15
+    output_dir: Path,
+    probs: np.ndarray,
+    labels: np.ndarray,
+    paths: list,
+    classes: list[str],
+    extra: dict,
+    bins: int = 15,
 ) -> dict:
     """metrics.json, report.{md,csv}, confusion matrices, ROC and reliability PNGs, test_predictions.csv."""
     output_dir = Path(output_dir)

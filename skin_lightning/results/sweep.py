@@ -95,7 +95,10 @@ class JobRow:
 def _read_job(job_dir: Path) -> tuple[JobRow, list[str]]:
     overrides = yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text()) or []
     row = JobRow(
-        job=job_dir.name, job_dir=job_dir, overrides=" ".join(overrides), setting=configuration(overrides),
+        job=job_dir.name,
+        job_dir=job_dir,
+        overrides=" ".join(overrides),
+        setting=configuration(overrides),
         replicate=" ".join(o for o in overrides if _key(o) in REPLICATE_KEYS),
     )
     metrics_file, error_file = job_dir / "metrics.json", job_dir / "error.txt"
@@ -149,7 +152,8 @@ def reference_configuration(rows: list[JobRow], reference: str | None) -> str:
             raise UserError("no job of the sweep has completed yet, so there is no reference")
         return completed[0]
     matches = [
-        config for config, setting in settings.items()
+        config
+        for config, setting in settings.items()
         if reference in (config, label(config)) or reference in (o.split("=", 1)[-1] for o in setting)
     ]
     if len(matches) != 1:
@@ -264,12 +268,18 @@ def fold_ensembles(sweep_dir: Path, grouped: dict[str, list[JobRow]], classes: l
             results.append(FoldEnsemble(config, len(folds), group, note=f"no ensemble: {error}"))
             continue
         if combined is None:
-            results.append(FoldEnsemble(config, len(folds), group, note="fold models were tested on different images: no ensemble"))
+            results.append(
+                FoldEnsemble(config, len(folds), group, note="fold models were tested on different images: no ensemble")
+            )
             continue
         folder = Path(sweep_dir) / ENSEMBLE_DIR / run_name(",".join(folds[0].setting) or "all_jobs")
         folder.mkdir(parents=True, exist_ok=True)
         metrics = write_reports(
-            folder, combined.probs, combined.labels, combined.paths, classes,
+            folder,
+            combined.probs,
+            combined.labels,
+            combined.paths,
+            classes,
             extra={"ensemble_of": [row.job for row in folds]},
         )
         report = folder.relative_to(sweep_dir) / f"{REPORT}.md"

@@ -8,7 +8,16 @@ import numpy as np
 from skin_lightning.errors import UserError
 from skin_lightning.results.figures import sweep_figure
 from skin_lightning.results.sweep import (
-    ALPHA, SCORES, FoldEnsemble, JobRow, compare_jobs, fold_ensembles, group_stats, groups, job_rows, label,
+    ALPHA,
+    SCORES,
+    FoldEnsemble,
+    JobRow,
+    compare_jobs,
+    fold_ensembles,
+    group_stats,
+    groups,
+    job_rows,
+    label,
     reference_configuration,
 )
 from skin_lightning.results.tables import with_interval

@@ -33,7 +33,9 @@ def report_rows(summary: dict) -> list[list]:
     per_class = summary["per_class"]
     rows = []
     for cls, row in per_class.items():
-        cells = [bounded(row[name], summary, f"recall/{cls}") if name == "recall" else row[name] for name in PER_CLASS_FIELDS]
+        cells = [
+            bounded(row[name], summary, f"recall/{cls}") if name == "recall" else row[name] for name in PER_CLASS_FIELDS
+        ]
         rows.append([cls, *("n/a" if cell is None else cell for cell in cells), row["support"]])
     present = [row for row in per_class.values() if row["support"]]
     total = summary["num_images"]
