@@ -89,13 +89,17 @@ def intervals(matrix: np.ndarray, labels: np.ndarray, predicted: np.ndarray, cla
 
 
 def _per_class_values(probs: np.ndarray, labels: np.ndarray, num_classes: int) -> dict[str, torch.Tensor]:
-    """The stage metrics plus ISIC 2019's per-class set; decisions are the argmax class."""
-    metrics = stage_metrics(num_classes, sync_on_compute=False)
+    """The stage metrics plus ISIC 2019's per-class set; decisions are the argmax class.
+
+    No syncing: the predictions are already gathered from every rank, and only the first writes reports.
+    """
+    local = {"sync_on_compute": False}
+    metrics = stage_metrics(num_classes, **local)
     metrics.add_metrics({
-        "specificity": MulticlassSpecificity(num_classes, average=None),
-        "npv": MulticlassNegativePredictiveValue(num_classes, average=None),
-        "average_precision": MulticlassAveragePrecision(num_classes, average=None),
-        "roc": MulticlassROC(num_classes),
+        "specificity": MulticlassSpecificity(num_classes, average=None, **local),
+        "npv": MulticlassNegativePredictiveValue(num_classes, average=None, **local),
+        "average_precision": MulticlassAveragePrecision(num_classes, average=None, **local),
+        "roc": MulticlassROC(num_classes, **local),
     })
     metrics.update(torch.as_tensor(probs), torch.as_tensor(labels))
     return metrics.compute()
