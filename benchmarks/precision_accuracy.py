@@ -19,8 +19,8 @@ from hydra import compose, initialize_config_dir
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from skin_lightning.cli import CONFIG_DIR  # noqa: E402
-from skin_lightning.train import train  # noqa: E402
+from skin_lightning.cli import CONFIG_DIR
+from skin_lightning.train import train
 
 
 def linked_subset(train_dir: Path, root: Path, per_class: int, test_per_class: int, seed: int) -> Path:
@@ -29,7 +29,7 @@ def linked_subset(train_dir: Path, root: Path, per_class: int, test_per_class: i
     for class_dir in sorted(p for p in train_dir.iterdir() if p.is_dir()):
         images = sorted(class_dir.iterdir())
         rng.shuffle(images)
-        test, kept = images[:test_per_class], images[test_per_class:test_per_class + per_class]
+        test, kept = images[:test_per_class], images[test_per_class : test_per_class + per_class]
         for split, chosen in (("Test", test), ("Train", kept)):
             (root / split / class_dir.name).mkdir(parents=True)
             for image in chosen:
@@ -45,8 +45,12 @@ def last_logged(metrics_csv: Path, column: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, required=True, help="a Train folder with one sub-folder of JPEGs per class")
-    parser.add_argument("--per-class", type=int, default=150, help="training images a class (fewer where a class has fewer)")
+    parser.add_argument(
+        "--data", type=Path, required=True, help="a Train folder with one sub-folder of JPEGs per class"
+    )
+    parser.add_argument(
+        "--per-class", type=int, default=150, help="training images a class (fewer where a class has fewer)"
+    )
     parser.add_argument("--test-per-class", type=int, default=40)
     parser.add_argument("--arch", default="resnet18")
     parser.add_argument("--epochs", type=int, default=1)
@@ -58,9 +62,17 @@ def main() -> None:
         for precision in ("32-true", "bf16-mixed"):
             output_dir = Path(tmp) / precision
             overrides = [
-                "experiment=v4_selective", "optim.lr=0.01", f"model.arch={args.arch}", "model.weights=none",
-                f"data.root={root}", "logger=csv", f"output_dir={output_dir}", f"trainer.max_epochs={args.epochs}",
-                "trainer.accelerator=cpu", f"trainer.precision={precision}", "trainer.enable_progress_bar=false",
+                "experiment=v4_selective",
+                "optim.lr=0.01",
+                f"model.arch={args.arch}",
+                "model.weights=none",
+                f"data.root={root}",
+                "logger=csv",
+                f"output_dir={output_dir}",
+                f"trainer.max_epochs={args.epochs}",
+                "trainer.accelerator=cpu",
+                f"trainer.precision={precision}",
+                "trainer.enable_progress_bar=false",
                 *args.overrides,
             ]
             with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
@@ -70,9 +82,15 @@ def main() -> None:
             seconds = time.perf_counter() - started
             val = last_logged(output_dir / "csv" / "metrics.csv", "val/balanced_accuracy")
             results.append((precision, val, summary["balanced_accuracy"], seconds))
-            print(f"{precision}: val balanced accuracy {val:.4f}, test {summary['balanced_accuracy']:.4f}, {seconds:.0f} s", flush=True)
-    print(f"\n{args.arch}, weights none, {args.epochs} epochs, <= {args.per_class} training images a class, "
-          f"experiment=v4_selective optim.lr=0.01 {' '.join(args.overrides)}\n")
+            print(
+                f"{precision}: val balanced accuracy {val:.4f}, "
+                f"test {summary['balanced_accuracy']:.4f}, {seconds:.0f} s",
+                flush=True,
+            )
+    print(
+        f"\n{args.arch}, weights none, {args.epochs} epochs, <= {args.per_class} training images a class, "
+        f"experiment=v4_selective optim.lr=0.01 {' '.join(args.overrides)}\n"
+    )
     print("| precision | val balanced accuracy (last epoch) | test balanced accuracy (best checkpoint) | seconds |")
     print("|---|---:|---:|---:|")
     for precision, val, test, seconds in results:

@@ -1,4 +1,4 @@
-"""Training throughput of this project against the course scripts' loop and the bare network, on one machine, in one run.
+"""Training throughput of this project against the course scripts' loop and the bare network, in one run.
 
     python benchmarks/throughput.py --data ../shared/data/isic84by84/Train
     python benchmarks/throughput.py --data /data/ISIC84by84/Train --e2e-epochs 20 --compare-epochs 3   # on a GPU
@@ -44,13 +44,13 @@ from torchvision import transforms
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from skin_lightning.augment import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
-from skin_lightning.cli import CONFIG_DIR  # noqa: E402
-from skin_lightning.datamodule import SkinDataModule  # noqa: E402
-from skin_lightning.hardware import resolve_precision  # noqa: E402
-from skin_lightning.models import build_network  # noqa: E402
-from skin_lightning.prepare import prepare  # noqa: E402
-from skin_lightning.train import train  # noqa: E402
+from skin_lightning.cli import CONFIG_DIR
+from skin_lightning.data.augment import IMAGENET_MEAN, IMAGENET_STD
+from skin_lightning.data.datamodule import SkinDataModule
+from skin_lightning.model.hardware import resolve_precision
+from skin_lightning.model.networks import build_network
+from skin_lightning.prepare import prepare
+from skin_lightning.train import train
 
 CUDA = torch.cuda.is_available()
 PLAIN = ["model.fast_step=false", "data.on_device=false"]
@@ -99,14 +99,16 @@ class BatchTimer(L.Callback):
 def seed_loop(data: Path, arch: str, size: int, batch: int, warmup: int, batches: int) -> tuple[float, float]:
     """The course scripts' v4 loop, kept as they wrote it: per-image PIL work in the main process, fp32."""
     resize = [transforms.Resize(size)] if size != 84 else []
-    recipe = transforms.Compose([
-        *resize,
-        transforms.RandomRotation(30),
-        transforms.RandomHorizontalFlip(),
-        transforms.RandomVerticalFlip(),
-        transforms.ToTensor(),
-        transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-    ])
+    recipe = transforms.Compose(
+        [
+            *resize,
+            transforms.RandomRotation(30),
+            transforms.RandomHorizontalFlip(),
+            transforms.RandomVerticalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
     device = torch.device("cuda" if CUDA else "cpu")
     dataset = torchvision.datasets.ImageFolder(str(data), transform=recipe)
     counts = np.bincount(dataset.targets)
@@ -146,34 +148,41 @@ def link_layout(train_dir: Path, root: Path, test_share: float, per_class: int |
     return root
 
 
-def project_training(root: Path, work: Path, arch: str, size: int, batch: int, warmup: int, batches: int, path: list[str]) -> tuple[tuple[float, float], str]:
-    cfg = compose_config("train", [
-        "experiment=v4_selective",
-        *path,
-        f"data.root={root}",
-        f"data.image_size={size}",
-        f"data.batch_size={batch}",
-        f"model.arch={arch}",
-        "model.weights=none",
-        "logger=csv",
-        f"output_dir={work / 'train'}",
-        "trainer.max_epochs=1",
-        f"trainer.limit_train_batches={warmup + batches}",
-        "trainer.limit_val_batches=0",
-        "trainer.limit_test_batches=1",
-        "trainer.num_sanity_val_steps=0",
-        "trainer.enable_progress_bar=false",
-        "~callbacks.checkpoint",
-        "~callbacks.lr_monitor",
-        "+callbacks.timer._target_=__main__.BatchTimer",
-        f"+callbacks.timer.warmup={warmup}",
-    ])
+def project_training(
+    root: Path, work: Path, arch: str, size: int, batch: int, warmup: int, batches: int, path: list[str]
+) -> tuple[tuple[float, float], str]:
+    cfg = compose_config(
+        "train",
+        [
+            "experiment=v4_selective",
+            *path,
+            f"data.root={root}",
+            f"data.image_size={size}",
+            f"data.batch_size={batch}",
+            f"model.arch={arch}",
+            "model.weights=none",
+            "logger=csv",
+            f"output_dir={work / 'train'}",
+            "trainer.max_epochs=1",
+            f"trainer.limit_train_batches={warmup + batches}",
+            "trainer.limit_val_batches=0",
+            "trainer.limit_test_batches=1",
+            "trainer.num_sanity_val_steps=0",
+            "trainer.enable_progress_bar=false",
+            "~callbacks.checkpoint",
+            "~callbacks.lr_monitor",
+            "+callbacks.timer._target_=__main__.BatchTimer",
+            f"+callbacks.timer.warmup={warmup}",
+        ],
+    )
     train(cfg)
     precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
     return BatchTimer.measured, str(precision)
 
 
-def ceilings(arch: str, size: int, batch: int, precision: str, warmup: int, batches: int) -> dict[str, tuple[float, float]]:
+def ceilings(
+    arch: str, size: int, batch: int, precision: str, warmup: int, batches: int
+) -> dict[str, tuple[float, float]]:
     """Forward, backward and step on one random batch already in memory: what the network alone can do,
     launched op by op ("eager") and, on a GPU, replayed as one captured CUDA graph ("graph")."""
     device = torch.device("cuda" if CUDA else "cpu")
@@ -243,7 +252,8 @@ def loader_rate(overrides: list[str], min_seconds: float) -> float:
 
 def loaders(train_dir: Path, work: Path, count: int) -> dict[str, float]:
     root = large_jpegs(train_dir, work / "large", count, 1024)
-    base = ["experiment=v4_selective", *PLAIN, f"data.root={root}", f"data.cache_dir={work / 'cache'}", f"output_dir={work / 'prepare'}"]
+    base = ["experiment=v4_selective", *PLAIN, f"data.root={root}", f"data.cache_dir={work / 'cache'}"]
+    base.append(f"output_dir={work / 'prepare'}")
     prepared = prepare(compose_config("prepare", base))
     return {
         "jpeg": loader_rate([*base, "data.cache=none"], 5.0),
@@ -254,27 +264,55 @@ def loaders(train_dir: Path, work: Path, count: int) -> dict[str, float]:
 
 def end_to_end(root: Path, run_dir: Path, arch: str, epochs: int, path: list[str]) -> dict:
     """`python -m skin_lightning.train` for experiment=v4_selective, timed from process start to exit."""
-    command = [sys.executable, "-m", "skin_lightning.train", "experiment=v4_selective", *path, f"data.root={root}",
-               f"model.arch={arch}", "model.weights=none", f"trainer.max_epochs={epochs}",
-               f"hydra.run.dir={run_dir}"]
+    command = [
+        sys.executable,
+        "-m",
+        "skin_lightning.train",
+        "experiment=v4_selective",
+        *path,
+        f"data.root={root}",
+        f"model.arch={arch}",
+        "model.weights=none",
+        f"trainer.max_epochs={epochs}",
+        f"hydra.run.dir={run_dir}",
+    ]
     started = time.perf_counter()
     path_entries = [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]
-    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path_entries))})
+    result = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path_entries))},
+    )
     seconds = time.perf_counter() - started
     if result.returncode != 0:
         print(result.stdout[-3000:], result.stderr[-5000:], flush=True)
         return {"seconds": seconds, "failed": True}
     metrics = json.loads((run_dir / "metrics.json").read_text())
     low, high = metrics["intervals"]["balanced_accuracy"]
-    decoding = next((line.split(" - ")[-1] for line in (result.stdout + result.stderr).splitlines() if "images/s) into memory" in line), "")
-    return {"seconds": seconds, "balanced_accuracy": metrics["balanced_accuracy"], "low": low, "high": high,
-            "images": metrics["num_images"], "decoding": decoding}
+    decoding = next(
+        (
+            line.split(" - ")[-1]
+            for line in (result.stdout + result.stderr).splitlines()
+            if "images/s) into memory" in line
+        ),
+        "",
+    )
+    return {
+        "seconds": seconds,
+        "balanced_accuracy": metrics["balanced_accuracy"],
+        "low": low,
+        "high": high,
+        "images": metrics["num_images"],
+        "decoding": decoding,
+    }
 
 
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        cpu = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
     gpu = torch.cuda.get_device_name() if CUDA else "no GPU"
@@ -293,9 +331,13 @@ def shape_rows(args, work: Path, size: int, batch: int) -> dict[str, tuple[float
     warmup = args.warmup if small else max(2, args.warmup // 4)
     rows = {"seed": seed_loop(root / "Train", args.arch, size, batch, warmup, batches)}
     print(f"{size} px (1) done: {rows['seed'][0]:.1f} images/s", flush=True)
-    rows["project"], precision = project_training(root, work / f"eager{size}", args.arch, size, batch, warmup, batches, [*PLAIN, *args.overrides])
+    rows["project"], precision = project_training(
+        root, work / f"eager{size}", args.arch, size, batch, warmup, batches, [*PLAIN, *args.overrides]
+    )
     print(f"{size} px (2) done: {rows['project'][0]:.1f} images/s", flush=True)
-    rows["fast"], _ = project_training(root, work / f"fast{size}", args.arch, size, batch, warmup, batches, [*FAST, *args.overrides])
+    rows["fast"], _ = project_training(
+        root, work / f"fast{size}", args.arch, size, batch, warmup, batches, [*FAST, *args.overrides]
+    )
     print(f"{size} px (3) done: {rows['fast'][0]:.1f} images/s", flush=True)
     for name, rate in ceilings(args.arch, size, batch, precision, warmup, batches).items():
         rows[name] = rate
@@ -306,8 +348,11 @@ def shape_rows(args, work: Path, size: int, batch: int) -> dict[str, tuple[float
 
 def print_tables(args, shapes: dict, loading: dict | None, runs: dict) -> None:
     extra = f"; rows 2 and 3 with {' '.join(args.overrides)}" if args.overrides else ""
-    print(f"\n{machine()}\n{args.warmup} warm-up batches (a quarter at shapes above 96 px), then timed batches; random weights{extra}; "
-          f"load average at end: {load()}\n")
+    print(
+        f"\n{machine()}\n{args.warmup} warm-up batches (a quarter at shapes above 96 px), then timed batches; "
+        f"random weights{extra}; "
+        f"load average at end: {load()}\n"
+    )
     print("| shape | # | measurement | images/s | images per CPU-second |\n|---|---|---|---:|---:|")
     for (size, batch), rows in shapes.items():
         labels = [
@@ -331,37 +376,73 @@ def print_tables(args, shapes: dict, loading: dict | None, runs: dict) -> None:
     for (size, batch), rows in shapes.items():
         ratios = [("(2) / (1): project vs course loop", "project", "seed", "")]
         if CUDA and size <= 96:
-            ratios += [("(3) / (5): fast path vs one-graph ceiling", "fast", "graph", ">= 0.75x"),
-                       ("(3) / (2): fast path vs Lightning loop", "fast", "project", ">= 3.5x")]
+            ratios += [
+                ("(3) / (5): fast path vs one-graph ceiling", "fast", "graph", ">= 0.75x"),
+                ("(3) / (2): fast path vs Lightning loop", "fast", "project", ">= 3.5x"),
+            ]
         elif CUDA:
             ratios += [("(3) / (4): fast path vs eager ceiling", "fast", "eager", ">= 0.9x")]
         else:
-            ratios += [("(3) / (2): fast path vs Lightning loop", "fast", "project", "no slower"),
-                       ("(2) / (4): project vs ceiling", "project", "eager", "")]
+            ratios += [
+                ("(3) / (2): fast path vs Lightning loop", "fast", "project", "no slower"),
+                ("(2) / (4): project vs ceiling", "project", "eager", ""),
+            ]
         for label, one, other, target in ratios:
             ratio = f"{rows[one][0] / rows[other][0]:.2f}x" if rows[other][0] else "n/a"
             print(f"| {size} px, batch {batch} | {label} | {ratio} | {target} |")
     if loading:
         print(f"| 84 px | (6b) / (6a): cache vs JPEG loader | {loading['cache'] / loading['jpeg']:.1f}x | >= 20x |")
     if runs:
-        print("\n| end-to-end run (experiment=v4_selective, model.weights=none) | epochs | seconds | test balanced accuracy [95% interval] |\n|---|---:|---:|---|")
+        print(
+            "\n| end-to-end run (experiment=v4_selective, model.weights=none) | epochs | seconds "
+            "| test balanced accuracy [95% interval] |\n|---|---:|---:|---|"
+        )
         for (name, epochs), run in runs.items():
-            score = "failed" if run.get("failed") else f"{run['balanced_accuracy']:.4f} [{run['low']:.4f}, {run['high']:.4f}] on {run['images']} images"
+            score = (
+                "failed"
+                if run.get("failed")
+                else f"{run['balanced_accuracy']:.4f} [{run['low']:.4f}, {run['high']:.4f}] on {run['images']} images"
+            )
             print(f"| {name} | {epochs} | {run['seconds']:.1f} | {score} |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, required=True, help="a Train folder with one sub-folder of JPEGs per class")
+    parser.add_argument("--data", type=Path, required=True, help="a Train folder with a sub-folder of JPEGs per class")
     parser.add_argument("--arch", default="resnet50", help="the v4 recipe's network (default resnet50)")
     parser.add_argument("--warmup", type=int, default=3, help="batches run before timing starts")
-    parser.add_argument("--batches", type=int, default=15, help="batches timed at 84 px (fewer, as many images, at larger shapes)")
-    parser.add_argument("--shapes", default="84:32,224:128" if CUDA else "84:32", help="size:batch pairs (default: the recipe; on a GPU also 224:128); empty: none")
-    parser.add_argument("--per-class-large", type=int, default=2000, help="images per class for shapes above 96 px (their store is large)")
-    parser.add_argument("--jpegs", type=int, default=0 if CUDA else 300, help="1024-px JPEGs generated for the loader rows (0: skip them)")
-    parser.add_argument("--e2e-epochs", type=int, default=0, help="time a whole fast-path run of this many epochs (0: skip)")
-    parser.add_argument("--compare-epochs", type=int, default=0, help="run both paths this many epochs with one seed and compare test scores (0: skip)")
-    parser.add_argument("--overrides", nargs="*", default=[], help="extra config overrides for rows 2 and 3, e.g. model.compile=true")
+    parser.add_argument(
+        "--batches", type=int, default=15, help="batches timed at 84 px (fewer, as many images, at larger shapes)"
+    )
+    parser.add_argument(
+        "--shapes",
+        default="84:32,224:128" if CUDA else "84:32",
+        help="size:batch pairs (default: the recipe; on a GPU also 224:128); empty: none",
+    )
+    parser.add_argument(
+        "--per-class-large",
+        type=int,
+        default=2000,
+        help="images per class for shapes above 96 px (their store is large)",
+    )
+    parser.add_argument(
+        "--jpegs",
+        type=int,
+        default=0 if CUDA else 300,
+        help="1024-px JPEGs generated for the loader rows (0: skip them)",
+    )
+    parser.add_argument(
+        "--e2e-epochs", type=int, default=0, help="time a whole fast-path run of this many epochs (0: skip)"
+    )
+    parser.add_argument(
+        "--compare-epochs",
+        type=int,
+        default=0,
+        help="run both paths this many epochs with one seed and compare test scores (0: skip)",
+    )
+    parser.add_argument(
+        "--overrides", nargs="*", default=[], help="extra config overrides for rows 2 and 3, e.g. model.compile=true"
+    )
     args = parser.parse_args()
     if not args.data.is_dir():
         parser.error(f"--data {args.data} is not a folder")
@@ -379,7 +460,9 @@ def main() -> None:
             shapes[(size, batch)] = shape_rows(args, work, size, batch)
         if args.compare_epochs:
             for name, path in (("Lightning loop + DataLoaders", PLAIN), ("fast path", FAST)):
-                runs[(name, args.compare_epochs)] = end_to_end(root, work / f"compare_{len(runs)}", args.arch, args.compare_epochs, path)
+                runs[(name, args.compare_epochs)] = end_to_end(
+                    root, work / f"compare_{len(runs)}", args.arch, args.compare_epochs, path
+                )
                 print(f"{name}: {runs[(name, args.compare_epochs)]}", flush=True)
         if args.jpegs:
             loading = loaders(args.data, work, args.jpegs)

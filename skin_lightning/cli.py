@@ -10,10 +10,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
-from skin_lightning.config import run_name
 from skin_lightning.errors import UserError
+from skin_lightning.results.sweep import run_name
 
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+CONFIG_DIR = str(Path(__file__).resolve().parent / "conf")
 OmegaConf.register_new_resolver("run_name", run_name, replace=True)
 
 log = logging.getLogger("skin_lightning")
@@ -32,7 +32,9 @@ def reported(output_dir: Path):
     except Exception as error:
         output_dir.mkdir(parents=True, exist_ok=True)
         detail = str(error) if isinstance(error, UserError) else traceback.format_exc()
-        (output_dir / "error.txt").write_text(f"{detail}\n{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}\n")
+        (output_dir / "error.txt").write_text(
+            f"{detail}\n{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}\n"
+        )
         if isinstance(error, UserError) and HydraConfig.get().mode == RunMode.RUN:
             log.error("%s", error)
             sys.exit(1)

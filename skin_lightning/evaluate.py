@@ -8,39 +8,29 @@ import logging
 from pathlib import Path
 
 import hydra
-import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from skin_lightning.cli import CONFIG_DIR, reported
-from skin_lightning.config import CHOICES
-from skin_lightning.datamodule import SkinDataModule
+from skin_lightning.config import check_choice
+from skin_lightning.data.datamodule import SkinDataModule
+from skin_lightning.data.images import decode_all, report_bad_images
 from skin_lightning.errors import UserError
-from skin_lightning.images import decode_all, report_bad_images
-from skin_lightning.inference import check_tta, load_checkpoint, predict_probs, resolve_device
-from skin_lightning.layouts import Samples
-from skin_lightning.reports import write_evaluation_reports
+from skin_lightning.model.inference import (
+    check_tta,
+    load_checkpoint,
+    predict_probs,
+    resolve_device,
+    to_checkpoint_labels,
+)
+from skin_lightning.results.reports import write_reports
 
 log = logging.getLogger(__name__)
-
-
-def to_checkpoint_labels(samples: Samples, data_classes: list[str], model_classes: list[str], source: str) -> np.ndarray:
-    """Data labels -> indices into the checkpoint's classes, matched by name."""
-    present = sorted({data_classes[label] for label in samples.labels})
-    unknown = [name for name in present if name not in model_classes]
-    if unknown:
-        raise UserError(
-            f"{source} has images of class(es) {', '.join(unknown)} that the checkpoint does not know "
-            f"(it predicts {', '.join(model_classes)}); remove them or evaluate a checkpoint trained on them"
-        )
-    mapping = np.array([model_classes.index(name) if name in model_classes else -1 for name in data_classes])
-    return mapping[np.asarray(samples.labels, dtype=np.int64)]
 
 
 def evaluate(cfg: DictConfig) -> dict:
     if OmegaConf.is_missing(cfg.data, "root"):
         raise UserError("data.root is not set: pass data.root=/path/to/data (its test split is evaluated)")
-    if cfg.data.layout not in CHOICES["data.layout"]:
-        raise UserError(f"data.layout={cfg.data.layout} is invalid: expected one of {', '.join(CHOICES['data.layout'])}")
+    check_choice(cfg, "data")
     check_tta(cfg.tta)
     output_dir = Path(cfg.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -61,7 +51,7 @@ def evaluate(cfg: DictConfig) -> dict:
         "tta": cfg.tta,
         "image_size": model.image_size,
     }
-    summary = write_evaluation_reports(output_dir, probs, labels[good], paths, model.classes, extra, cfg.calibration_bins)
+    summary = write_reports(output_dir, probs, labels[good], paths, model.classes, extra, cfg.calibration_bins)
     log.info(
         "balanced accuracy %.4f, accuracy %.4f, ECE %.4f on %d images; reports in %s",
         summary["balanced_accuracy"], summary["accuracy"], summary["calibration"]["ece"], len(paths), output_dir,

@@ -11,23 +11,28 @@ import hydra
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from omegaconf import DictConfig, ListConfig  # noqa: E402
-from pytorch_grad_cam import GradCAM  # noqa: E402
-from pytorch_grad_cam.utils.image import show_cam_on_image  # noqa: E402
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa: E402
-from torch import nn  # noqa: E402
-from torch.utils.tensorboard import SummaryWriter  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from omegaconf import DictConfig, ListConfig
+from pytorch_grad_cam import GradCAM
+from pytorch_grad_cam.utils.image import show_cam_on_image
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from torch import nn
+from torch.utils.tensorboard import SummaryWriter
 
-from skin_lightning.augment import to_model_input  # noqa: E402
-from skin_lightning.cli import CONFIG_DIR, reported  # noqa: E402
-from skin_lightning.datamodule import SkinDataModule  # noqa: E402
-from skin_lightning.errors import UserError  # noqa: E402
-from skin_lightning.evaluate import to_checkpoint_labels  # noqa: E402
-from skin_lightning.images import decode_all, report_bad_images  # noqa: E402
-from skin_lightning.inference import TrainedModel, load_checkpoint, predict_probs, resolve_device  # noqa: E402
+from skin_lightning.cli import CONFIG_DIR, reported
+from skin_lightning.data.augment import to_model_input
+from skin_lightning.data.datamodule import SkinDataModule
+from skin_lightning.data.images import decode_all, report_bad_images
+from skin_lightning.errors import UserError
+from skin_lightning.model.inference import (
+    TrainedModel,
+    load_checkpoint,
+    predict_probs,
+    resolve_device,
+    to_checkpoint_labels,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +56,8 @@ def grad_cam(model: TrainedModel, images: np.ndarray, classes: np.ndarray, devic
     with GradCAM(model=network, target_layers=[target_layer(network)]) as cam:
         maps = cam(input_tensor=batch, targets=[ClassifierOutputTarget(int(k)) for k in classes])
     pixels = images.astype(np.float32) / 255
-    return np.stack([show_cam_on_image(pixel, heat, use_rgb=True) for pixel, heat in zip(pixels, maps)]).astype(np.float32) / 255
+    overlays = [show_cam_on_image(pixel, heat, use_rgb=True) for pixel, heat in zip(pixels, maps)]
+    return np.stack(overlays).astype(np.float32) / 255
 
 
 def overlay_grid(images: np.ndarray, overlays: np.ndarray, titles: list[str]) -> plt.Figure:
@@ -62,7 +68,8 @@ def overlay_grid(images: np.ndarray, overlays: np.ndarray, titles: list[str]) ->
     for axis in axes.flat:
         axis.axis("off")
     for k, (image, overlay, title) in enumerate(zip(images, overlays, titles)):
-        left, right = axes[k // pairs_per_row, 2 * (k % pairs_per_row)], axes[k // pairs_per_row, 2 * (k % pairs_per_row) + 1]
+        row, column = k // pairs_per_row, 2 * (k % pairs_per_row)
+        left, right = axes[row, column], axes[row, column + 1]
         left.imshow(image)
         left.set_title(title, fontsize=7)
         right.imshow(overlay)

@@ -14,10 +14,10 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from skin_lightning.augment import to_model_input
 from skin_lightning.cli import CONFIG_DIR, reported
+from skin_lightning.data.augment import to_model_input
 from skin_lightning.errors import UserError
-from skin_lightning.inference import TrainedModel, load_checkpoint
+from skin_lightning.model.inference import TrainedModel, load_checkpoint
 
 log = logging.getLogger(__name__)
 

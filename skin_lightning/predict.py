@@ -13,30 +13,38 @@ import numpy as np
 from omegaconf import DictConfig, ListConfig
 
 from skin_lightning.cli import CONFIG_DIR, reported
+from skin_lightning.data.images import decode_all
+from skin_lightning.data.layouts import IMAGE_SUFFIXES, ISIC_LABELS
 from skin_lightning.errors import UserError
-from skin_lightning.images import decode_all
-from skin_lightning.inference import check_tta, load_checkpoint, predict_probs, resolve_device
-from skin_lightning.layouts import IMAGE_SUFFIXES, ISIC_LABELS
+from skin_lightning.model.inference import check_tta, load_checkpoint, predict_probs, resolve_device
 
 log = logging.getLogger(__name__)
 
 
 def find_images(inputs: list[str]) -> list[Path]:
-    """Files as given (whatever their suffix, so a misnamed one is reported, not skipped); folders searched for images."""
+    """Files as given (whatever their suffix, so a misnamed one is reported, not skipped); folders searched."""
     found: list[Path] = []
     for entry in map(Path, inputs):
         if entry.is_dir():
-            found += sorted(p for p in entry.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+            found += sorted(
+                p
+                for p in entry.rglob("*")
+                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+            )
         elif entry.is_file():
             found.append(entry)
         else:
-            raise UserError(f"input={entry} does not exist: pass an image file, a folder of images, or a list [a.jpg,folder]")
+            raise UserError(
+                f"input={entry} does not exist: pass an image file, a folder of images, or a list [a.jpg,folder]"
+            )
     if not found:
         raise UserError(f"input={','.join(inputs)} holds no {'/'.join(IMAGE_SUFFIXES)} images")
     return found
 
 
-def write_predictions(path: Path, files: list[Path], probs: np.ndarray, good: np.ndarray, errors: dict[Path, str], classes: list[str]) -> None:
+def write_predictions(
+    path: Path, files: list[Path], probs: np.ndarray, good: np.ndarray, errors: dict[Path, str], classes: list[str]
+) -> None:
     rows = iter(probs)
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
@@ -71,9 +79,13 @@ def predict(cfg: DictConfig) -> Path:
     table = output_dir / "predictions.csv"
     write_predictions(table, files, probs, good, errors, model.classes)
     if cfg.isic_csv:
-        write_isic_submission(output_dir / "isic_submission.csv", [f for f, ok in zip(files, good) if ok], probs, model.classes)
+        write_isic_submission(
+            output_dir / "isic_submission.csv", [f for f, ok in zip(files, good) if ok], probs, model.classes
+        )
     if bad:
-        log.warning("%d of %d files could not be read; their errors are in the error column of %s", len(bad), len(files), table)
+        log.warning(
+            "%d of %d files could not be read; their errors are in the error column of %s", len(bad), len(files), table
+        )
     log.info("predicted %d images: %s", int(good.sum()), table)
     return table
 

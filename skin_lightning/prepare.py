@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 
 from skin_lightning.cli import CONFIG_DIR, reported
 from skin_lightning.config import check_config
-from skin_lightning.datamodule import SkinDataModule
+from skin_lightning.data.datamodule import SkinDataModule
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +31,13 @@ def prepare(cfg: DictConfig) -> float:
     count = sum(len(datamodule.samples(split)) for split in ("train", "val", "test"))
     rate = count / seconds
     log.info(
-        "%d images of %d px ready in %s after %.1f s (%.0f images/s); train with data.cache=disk and the same data overrides to use them",
-        count, cfg.data.image_size, cfg.data.cache_dir, seconds, rate,
+        "%d images of %d px ready in %s after %.1f s (%.0f images/s); "
+        "train with data.cache=disk and the same data overrides to use them",
+        count,
+        cfg.data.image_size,
+        cfg.data.cache_dir,
+        seconds,
+        rate,
     )
     return rate
 

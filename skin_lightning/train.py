@@ -7,20 +7,23 @@ import hydra
 import lightning as L
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-from skin_lightning.augment import preprocessing
-from skin_lightning.callbacks import ReseedEveryEpoch, StopOnNonFiniteLoss
-from skin_lightning.checkpoints import AtomicCheckpointIO, resume_path
 from skin_lightning.cli import CONFIG_DIR, reported
 from skin_lightning.config import check_config
-from skin_lightning.datamodule import SkinDataModule
-from skin_lightning.hardware import resolve_precision
-from skin_lightning.module import SkinClassifier
-from skin_lightning.reports import write_test_reports
+from skin_lightning.data.augment import preprocessing
+from skin_lightning.data.datamodule import SkinDataModule
+from skin_lightning.model.callbacks import ReseedEveryEpoch, StopOnNonFiniteLoss
+from skin_lightning.model.checkpoints import AtomicCheckpointIO, resume_path
+from skin_lightning.model.hardware import resolve_precision
+from skin_lightning.model.metrics import HEADLINE
+from skin_lightning.model.module import SkinClassifier
+from skin_lightning.model.tensorboard import RunTensorBoard
+from skin_lightning.results.reports import write_reports
 
 log = logging.getLogger(__name__)
+# what the HParams tab shows of a run: its settings, not where it writes
+RUN_SETTINGS = ("seed", "data", "augment", "sampler", "loss", "optim", "model", "trainer")
 
 
 def _checkpoint_to_test(trainer: L.Trainer) -> str | None:
@@ -51,7 +54,7 @@ def validation_scores(
         "images": len(datamodule.samples("val")),
         "fold": data.fold,
         "folds": data.folds if data.fold is not None else None,
-        **{name: float(logged[f"val/{name}"]) for name in ("accuracy", "balanced_accuracy", "macro_f1", "auroc")},
+        **{name: float(logged[f"val/{name}"]) for name in HEADLINE if f"val/{name}" in logged},
     }
 
 
@@ -73,6 +76,8 @@ def train(cfg: DictConfig) -> dict:
         **{key: OmegaConf.to_container(cfg[key], resolve=True) for key in ("model", "loss", "optim")},
     )
     callbacks = [instantiate(callback) for callback in cfg.callbacks.values()]
+    settings = {key: value for key, value in OmegaConf.to_container(cfg, resolve=True).items() if key in RUN_SETTINGS}
+    callbacks.append(RunTensorBoard(settings, datamodule.classes))
     loggers = [instantiate(logger) for logger in cfg.logger.values()]
     trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer_args["precision"] = resolve_precision(trainer_args["precision"], trainer_args["accelerator"])
@@ -95,7 +100,7 @@ def train(cfg: DictConfig) -> dict:
 
     probs, labels, indices = module.test_predictions()
     test_paths = datamodule.samples("test").paths
-    summary = write_test_reports(
+    summary = write_reports(
         output_dir,
         probs,
         labels,
@@ -103,14 +108,10 @@ def train(cfg: DictConfig) -> dict:
         datamodule.classes,
         extra,
     )
-    hparams = OmegaConf.to_container(cfg, resolve=True)
-    for key in ("callbacks", "logger", "output_dir"):
-        hparams.pop(key, None)
-    finals = {f"hparams/test_{name}": summary[name] for name in ("accuracy", "balanced_accuracy", "macro_f1", "auroc")}
-    for logger in loggers:
-        if isinstance(logger, TensorBoardLogger):
-            logger.log_hyperparams(hparams, metrics=finals)
-    log.info("test balanced accuracy %.4f, accuracy %.4f; reports in %s", summary["balanced_accuracy"], summary["accuracy"], output_dir)
+    log.info(
+        "test balanced accuracy %.4f, accuracy %.4f; reports in %s",
+        summary["balanced_accuracy"], summary["accuracy"], output_dir,
+    )
     return summary
 
 

@@ -9,7 +9,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from skin_lightning.cli import CONFIG_DIR
-from skin_lightning.demo import make_demo_dataset
+from skin_lightning.data.demo import make_demo_dataset
 from skin_lightning.train import train
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

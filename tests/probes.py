@@ -52,5 +52,10 @@ class RecordRank(L.Callback):
 
     def on_test_end(self, trainer, pl_module):
         self.metrics.update({name: float(value) for name, value in trainer.callback_metrics.items()})
-        record = {"rank": trainer.global_rank, "world_size": trainer.world_size, "indices": self.indices, "metrics": self.metrics}
+        record = {
+            "rank": trainer.global_rank,
+            "world_size": trainer.world_size,
+            "indices": self.indices,
+            "metrics": self.metrics,
+        }
         (self.folder / f"rank{trainer.global_rank}.json").write_text(json.dumps(record))

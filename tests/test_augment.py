@@ -1,4 +1,4 @@
-"""The batched presets draw their parameters per image from the course scripts' ranges; evaluation is never augmented."""
+"""The batched presets draw their parameters per image from the course scripts' ranges; evaluation is not augmented."""
 
 from types import SimpleNamespace
 
@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from skin_lightning.augment import build_augmentation, to_model_input
-from skin_lightning.datamodule import SkinDataModule
+from skin_lightning.data.augment import build_augmentation, to_model_input
+from skin_lightning.data.datamodule import SkinDataModule
+
 from conftest import FAST, compose_train
 
 N = 2000
@@ -54,7 +55,8 @@ def test_heavy_preset_draws_jitter_blur_and_sharpness_from_the_seed_ranges():
     augmentation = build_augmentation(preset("heavy"))
     augmentation(torch.rand(N, 3, 12, 12))
     jitter = step(augmentation, "ColorJitter")._params
-    for key, low, high in [("brightness", 0.8, 1.2), ("contrast", 0.8, 1.2), ("saturation", 0.8, 1.2), ("hue", -0.1, 0.1)]:
+    ranges = [("brightness", 0.8, 1.2), ("contrast", 0.8, 1.2), ("saturation", 0.8, 1.2), ("hue", -0.1, 0.1)]
+    for key, low, high in ranges:
         factors = jitter[f"{key}_factor"]
         assert factors.min() >= low and factors.max() <= high, key
         assert factors.min() < low + 0.01 and factors.max() > high - 0.01, key

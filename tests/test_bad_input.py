@@ -9,14 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FAST, compose_train, run_train
 from PIL import Image
 
-from skin_lightning.datamodule import SkinDataModule
+from skin_lightning.data.datamodule import SkinDataModule
+from skin_lightning.data.images import BadImageError, decode_image
+from skin_lightning.data.layouts import read_folder_layout
 from skin_lightning.errors import UserError
-from skin_lightning.images import BadImageError, decode_image
-from skin_lightning.layouts import read_folder_layout
 from skin_lightning.train import train
+
+from conftest import FAST, compose_train, run_train
 
 SIZE = 32
 
@@ -28,7 +29,9 @@ def png(path: Path, width: int, height: int, bit_depth: int, colour_type: int, r
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+    )
     return path
 
 
@@ -185,8 +188,18 @@ def test_bad_images_stop_the_run_with_the_full_list(tmp_path, cache):
 def test_skip_trains_without_bad_images_and_lists_them(tmp_path):
     bad = folder_with_bad_images(tmp_path / "data")
     cfg = compose_train(
-        [*FAST, f"data.root={tmp_path / 'data'}", "data.val_fraction=0.25", "data.cache=none", "data.num_workers=0",
-         "data.on_bad_image=skip", "data.batch_size=4", "model.arch=resnet18", f"output_dir={tmp_path / 'run'}", "logger=csv"]
+        [
+            *FAST,
+            f"data.root={tmp_path / 'data'}",
+            "data.val_fraction=0.25",
+            "data.cache=none",
+            "data.num_workers=0",
+            "data.on_bad_image=skip",
+            "data.batch_size=4",
+            "model.arch=resnet18",
+            f"output_dir={tmp_path / 'run'}",
+            "logger=csv",
+        ]
     )
     summary = train(cfg)
     listing = (tmp_path / "run" / "bad_images.tsv").read_text().splitlines()
@@ -206,11 +219,23 @@ def make_classes(split: Path, *names: str) -> None:
 @pytest.mark.parametrize(
     "build, expected",
     [
-        (lambda root: (make_classes(root / "Train", "A", "B"), (root / "Train" / "C").mkdir(), make_classes(root / "Test", "A", "B")),
-         "class folder {root}/Train/C has no images"),
+        (
+            lambda root: (
+                make_classes(root / "Train", "A", "B"),
+                (root / "Train" / "C").mkdir(),
+                make_classes(root / "Test", "A", "B"),
+            ),
+            "class folder {root}/Train/C has no images",
+        ),
         (lambda root: make_classes(root / "Test", "A"), "{root}/Train does not exist"),
-        (lambda root: (make_classes(root / "Train", "A"), make_classes(root / "Test", "A"), good_jpeg(root / "Train" / "stray.jpg")),
-         "{root}/Train/stray.jpg lies directly in Train/"),
+        (
+            lambda root: (
+                make_classes(root / "Train", "A"),
+                make_classes(root / "Test", "A"),
+                good_jpeg(root / "Train" / "stray.jpg"),
+            ),
+            "{root}/Train/stray.jpg lies directly in Train/",
+        ),
     ],
     ids=["empty_class_folder", "missing_train", "file_directly_under_train"],
 )
@@ -230,7 +255,9 @@ def test_bad_folder_layouts_are_named(tmp_path, build, expected):
 )
 def test_wrong_override_stops_before_any_data_is_read(tmp_path, override, message):
     root = tmp_path / "demo"
-    result = run_train(["experiment=demo", f"data.root={root}", f"hydra.run.dir={tmp_path / 'run'}", override], cwd=tmp_path)
+    result = run_train(
+        ["experiment=demo", f"data.root={root}", f"hydra.run.dir={tmp_path / 'run'}", override], cwd=tmp_path
+    )
     output = result.stdout + result.stderr  # Hydra's log of our error goes to stdout, its own errors to stderr
     assert result.returncode == 1
     assert message in output

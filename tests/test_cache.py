@@ -7,13 +7,14 @@ import pytest
 from hydra import compose, initialize_config_dir
 from PIL import Image
 
-import skin_lightning.cache as cache
-from conftest import FAST, compose_train
+import skin_lightning.data.cache as cache
 from skin_lightning.cli import CONFIG_DIR
-from skin_lightning.datamodule import SkinDataModule
+from skin_lightning.data.datamodule import SkinDataModule
+from skin_lightning.data.images import decode_image
 from skin_lightning.errors import UserError
-from skin_lightning.images import decode_image
 from skin_lightning.prepare import prepare
+
+from conftest import FAST, compose_train
 
 
 def write_image(path, value: int, size: int = 12):
@@ -49,7 +50,9 @@ def test_key_follows_file_list_sizes_mtimes_and_image_size(files):
 def test_disk_cache_is_built_once_then_memory_mapped(files, tmp_path, monkeypatch):
     built = cache.decoded_store(files, 8, "disk", tmp_path / "cache")
     target = cache.cache_file(files, 8, tmp_path / "cache")
-    assert sorted(p.name for p in target.parent.iterdir()) == sorted([target.name, target.with_suffix(".bad.json").name])
+    assert sorted(p.name for p in target.parent.iterdir()) == sorted(
+        [target.name, target.with_suffix(".bad.json").name]
+    )
     monkeypatch.setattr(cache, "decode_into", no_decoding)
     reused = cache.decoded_store(files, 8, "disk", tmp_path / "cache")
     assert isinstance(reused.images, np.memmap) and reused.images.shape == (4, 8, 8, 3)
@@ -125,7 +128,13 @@ def torch_equal(a, b) -> bool:
 
 
 def test_prepare_builds_the_cache_that_training_reads(demo_root, tmp_path, monkeypatch):
-    overrides = ["experiment=demo", f"data.root={demo_root}", f"data.cache_dir={tmp_path / 'cache'}", f"output_dir={tmp_path / 'run'}", *FAST]
+    overrides = [
+        "experiment=demo",
+        f"data.root={demo_root}",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        f"output_dir={tmp_path / 'run'}",
+        *FAST,
+    ]
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(config_name="prepare", overrides=overrides)
     assert prepare(cfg) > 0

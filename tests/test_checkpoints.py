@@ -5,9 +5,9 @@ import os
 import pytest
 import torch
 
-from skin_lightning.checkpoints import AtomicCheckpointIO, read_checkpoint, resume_path
 from skin_lightning.errors import UserError
-from skin_lightning.inference import load_checkpoint
+from skin_lightning.model.checkpoints import AtomicCheckpointIO, read_checkpoint, resume_path
+from skin_lightning.model.inference import load_checkpoint
 
 
 class RunsCode:
@@ -23,7 +23,11 @@ class RunsCode:
 def test_checkpoint_carrying_code_is_refused_and_the_code_never_runs(tmp_path):
     marker, path = tmp_path / "code_ran", tmp_path / "evil.ckpt"
     torch.save({"state_dict": {}, "hyper_parameters": {"classes": ["MEL"]}, "extra": RunsCode(marker)}, path)
-    for load in (read_checkpoint, load_checkpoint, AtomicCheckpointIO().load_checkpoint):  # train's resume, evaluate/predict/explain/export
+    for load in (
+        read_checkpoint,
+        load_checkpoint,
+        AtomicCheckpointIO().load_checkpoint,
+    ):  # train's resume, evaluate/predict/explain/export
         with pytest.raises(UserError) as caught:
             load(path)
         message = str(caught.value)

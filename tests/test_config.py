@@ -6,8 +6,9 @@ import pytest
 from omegaconf import OmegaConf
 
 from skin_lightning.cli import CONFIG_DIR
-from skin_lightning.config import check_config, run_name
+from skin_lightning.config import check_config
 from skin_lightning.errors import UserError
+from skin_lightning.results.sweep import run_name
 
 from conftest import compose_train
 
@@ -84,7 +85,10 @@ def test_bad_values_name_their_key(override, key):
 
 
 def test_run_names_are_readable_folder_names():
-    assert run_name("data.root=/data/ISIC84by84,experiment=v1_baseline") == "data.root=_data_ISIC84by84,experiment=v1_baseline"
+    assert (
+        run_name("data.root=/data/ISIC84by84,experiment=v1_baseline")
+        == "data.root=_data_ISIC84by84,experiment=v1_baseline"
+    )
     assert run_name("") == "defaults"
     assert "/" not in run_name("model.weights=/a/b/c.pth")
 
@@ -97,12 +101,15 @@ def test_versions_take_another_optimizer(tmp_path):
 
 
 def test_optimizer_settings_it_does_not_take_are_named():
-    from skin_lightning.module import SkinClassifier
+    from skin_lightning.model.module import SkinClassifier
 
     optim = {"name": "adamw", "lr": 1e-3, "momentum": 0.9, "scheduler": "none", "warmup_fraction": 0.0}
     module = SkinClassifier(
-        ["A", "B"], [1, 1], {"arch": "resnet18", "weights": "none", "freeze_backbone": False, "channels_last": False},
-        {"name": "ce", "label_smoothing": 0.0}, optim,
+        ["A", "B"],
+        [1, 1],
+        {"arch": "resnet18", "weights": "none", "freeze_backbone": False, "channels_last": False},
+        {"name": "ce", "label_smoothing": 0.0},
+        optim,
     )
     with pytest.raises(UserError, match=r"optim=adamw does not take.*momentum"):
         module.configure_optimizers()

@@ -13,7 +13,7 @@ import torch
 from skin_lightning.errors import UserError
 from skin_lightning.explain import explain
 from skin_lightning.export import export_model
-from skin_lightning.inference import load_checkpoint, predict_probs
+from skin_lightning.model.inference import load_checkpoint, predict_probs
 from skin_lightning.predict import predict
 
 from conftest import compose_config
@@ -28,12 +28,18 @@ def test_predict_lists_a_broken_image_and_predicts_the_others(demo_checkpoint, d
     (images / "broken.jpg").write_bytes(b"not a jpeg")
     (images / "notes.txt").write_text("not an image, not listed")
     out = tmp_path / "out"
-    cfg = compose_config("predict", [f"ckpt_path={demo_checkpoint}", f"input=[{images},{good[2]}]", "isic_csv=true", f"output_dir={out}"])
+    cfg = compose_config(
+        "predict", [f"ckpt_path={demo_checkpoint}", f"input=[{images},{good[2]}]", "isic_csv=true", f"output_dir={out}"]
+    )
     table = pd.read_csv(predict(cfg), keep_default_na=False)
     assert [p.split("/")[-1] for p in table.path] == ["broken.jpg", good[0].name, good[1].name, good[2].name]
     broken = table.iloc[0]
     assert broken.predicted == "" and "cannot identify image file" in broken.error
-    probs = table.iloc[1:][[f"prob_{c}" for c in ("AK", "BCC", "BKL", "DF", "MEL", "NV", "SCC", "VASC")]].astype(float).to_numpy()
+    probs = (
+        table.iloc[1:][[f"prob_{c}" for c in ("AK", "BCC", "BKL", "DF", "MEL", "NV", "SCC", "VASC")]]
+        .astype(float)
+        .to_numpy()
+    )
     assert np.allclose(probs.sum(axis=1), 1, atol=1e-5)
     model = load_checkpoint(demo_checkpoint)
     assert list(table.iloc[1:].predicted) == [model.classes[k] for k in probs.argmax(axis=1)]
@@ -44,7 +50,9 @@ def test_predict_lists_a_broken_image_and_predicts_the_others(demo_checkpoint, d
 
 
 def test_predict_reports_a_missing_input(demo_checkpoint, tmp_path):
-    cfg = compose_config("predict", [f"ckpt_path={demo_checkpoint}", f"input={tmp_path / 'nowhere'}", f"output_dir={tmp_path}"])
+    cfg = compose_config(
+        "predict", [f"ckpt_path={demo_checkpoint}", f"input={tmp_path / 'nowhere'}", f"output_dir={tmp_path}"]
+    )
     with pytest.raises(UserError, match="nowhere does not exist"):
         predict(cfg)
 
@@ -77,7 +85,9 @@ def test_export_matches_pytorch(demo_checkpoint, tmp_path, fmt):
 
 
 def test_explain_writes_a_grid_and_tensorboard(demo_checkpoint, demo_root, tmp_path):
-    cfg = compose_config("explain", [f"ckpt_path={demo_checkpoint}", f"data.root={demo_root}", "count=3", f"output_dir={tmp_path}"])
+    cfg = compose_config(
+        "explain", [f"ckpt_path={demo_checkpoint}", f"data.root={demo_root}", "count=3", f"output_dir={tmp_path}"]
+    )
     grid = explain(cfg)
     assert grid.stat().st_size > 10_000
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))

@@ -21,20 +21,26 @@ import torch
 from isic_challenge_scoring.classification import ClassificationMetric, ClassificationScore
 from torchmetrics.classification import MulticlassCalibrationError
 
+from skin_lightning.data.layouts import Samples
 from skin_lightning.errors import UserError
-from skin_lightning.evaluate import evaluate, to_checkpoint_labels
-from skin_lightning.inference import load_checkpoint, predict_probs
-from skin_lightning.layouts import Samples
-from skin_lightning.reports import evaluation_summary
+from skin_lightning.evaluate import evaluate
+from skin_lightning.model.inference import load_checkpoint, predict_probs, to_checkpoint_labels
+from skin_lightning.results.scores import score
 from skin_lightning.train import train
 
 from conftest import FAST, compose_config
 
 CLASSES = ["AK", "BCC", "BKL", "DF", "MEL", "NV", "SCC", "VASC"]
 RANKING = {"auc": "auc", "auc_sens_80": "auc_sens_80", "average_precision": "ap"}
-DECISIONS = {"sensitivity": "sensitivity", "specificity": "specificity", "ppv": "ppv", "npv": "npv", "f1": "dice"}
+DECISIONS = {"recall": "sensitivity", "specificity": "specificity", "precision": "ppv", "npv": "npv", "f1": "dice"}
 # the cells of the binary confusion matrix each ratio divides by: when all are 0 the ratio is undefined
-UNDEFINED = {"sensitivity": ("tp", "fn"), "specificity": ("tn", "fp"), "ppv": ("tp", "fp"), "npv": ("tn", "fn"), "f1": ("tp", "fp", "fn")}
+UNDEFINED = {
+    "recall": ("tp", "fn"),
+    "specificity": ("tn", "fp"),
+    "precision": ("tp", "fp"),
+    "npv": ("tn", "fn"),
+    "f1": ("tp", "fp", "fn"),
+}
 
 
 def isic_score(probs: np.ndarray, labels: np.ndarray, classes: list[str]) -> ClassificationScore:
@@ -56,8 +62,10 @@ def assert_agrees_with_isic(summary: dict, probs: np.ndarray, labels: np.ndarray
         for name, theirs in RANKING.items():
             assert ours[name] == pytest.approx(ranking.per_category.loc[cls, theirs], abs=1e-6), (cls, name)
         counts = {
-            "tp": np.sum((predicted == k) & (labels == k)), "fp": np.sum((predicted == k) & (labels != k)),
-            "fn": np.sum((predicted != k) & (labels == k)), "tn": np.sum((predicted != k) & (labels != k)),
+            "tp": np.sum((predicted == k) & (labels == k)),
+            "fp": np.sum((predicted == k) & (labels != k)),
+            "fn": np.sum((predicted != k) & (labels == k)),
+            "tn": np.sum((predicted != k) & (labels != k)),
         }
         for name, theirs in DECISIONS.items():
             if sum(counts[part] for part in UNDEFINED[name]) == 0:
@@ -78,7 +86,7 @@ def informative_predictions(seed: int, n: int = 600) -> tuple[np.ndarray, np.nda
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_metrics_agree_with_isic_scoring(seed):
     probs, labels = informative_predictions(seed)
-    summary, curves = evaluation_summary(probs, labels, CLASSES, bins=15)
+    summary, curves = score(probs, labels, CLASSES, bins=15)
     assert_agrees_with_isic(summary, probs, labels, CLASSES)
     assert summary["accuracy"] == pytest.approx(np.mean(probs.argmax(1) == labels), abs=1e-6)
     assert set(curves) == set(CLASSES)
@@ -90,10 +98,10 @@ def test_metrics_agree_with_isic_scoring(seed):
 def test_a_class_absent_from_the_labels_has_no_ranking_metrics():
     probs, labels = informative_predictions(0)
     keep = labels != 3
-    summary, curves = evaluation_summary(probs[keep], labels[keep], CLASSES)
+    summary, curves = score(probs[keep], labels[keep], CLASSES)
     assert summary["per_class"]["DF"]["support"] == 0
     assert summary["per_class"]["DF"]["auc"] is None and "DF" not in curves
-    present = [summary["per_class"][c]["sensitivity"] for c in CLASSES if c != "DF"]
+    present = [summary["per_class"][c]["recall"] for c in CLASSES if c != "DF"]
     assert summary["balanced_accuracy"] == pytest.approx(np.mean(present))
 
 
@@ -114,28 +122,52 @@ def test_flips_tta_averages_the_four_flipped_predictions(demo_checkpoint, demo_r
 
 
 def test_evaluate_writes_the_full_report(demo_checkpoint, demo_root, tmp_path):
-    cfg = compose_config("evaluate", [f"ckpt_path={demo_checkpoint}", f"data.root={demo_root}", f"output_dir={tmp_path}"])
+    cfg = compose_config(
+        "evaluate", [f"ckpt_path={demo_checkpoint}", f"data.root={demo_root}", f"output_dir={tmp_path}"]
+    )
     summary = evaluate(cfg)
     names = {path.name for path in tmp_path.iterdir()}
     assert {
-        "metrics.json", "evaluation_report.md", "evaluation_report.csv", "confusion_matrix.png",
-        "confusion_matrix_normalized.png", "roc_curves.png", "reliability.png", "test_predictions.csv",
+        "metrics.json",
+        "report.md",
+        "report.csv",
+        "confusion_matrix.png",
+        "confusion_matrix_normalized.png",
+        "roc_curves.png",
+        "reliability.png",
+        "test_predictions.csv",
     } <= names
     stored = json.loads((tmp_path / "metrics.json").read_text())
     assert stored["num_images"] == 200 and stored["tta"] == "none" and stored["image_size"] == 32
     assert np.array(stored["confusion_matrix"]).sum() == 200
     assert np.allclose(np.array(stored["confusion_matrix_normalized"]).sum(axis=1), 1)
-    with open(tmp_path / "evaluation_report.csv") as handle:
+    with open(tmp_path / "report.csv") as handle:
         rows = list(csv.reader(handle))
     assert rows[0] == [
-        "class", "sensitivity", "sensitivity_low", "sensitivity_high", "specificity", "ppv", "npv", "f1", "f1_low", "f1_high",
-        "auc", "auc_sens_80", "average_precision", "support",
+        "class",
+        "precision",
+        "recall",
+        "recall_low",
+        "recall_high",
+        "f1",
+        "f1_low",
+        "f1_high",
+        "specificity",
+        "npv",
+        "auc",
+        "auc_sens_80",
+        "average_precision",
+        "support",
     ]
-    assert float(rows[-1][2]) <= summary["balanced_accuracy"] <= float(rows[-1][3])  # macro avg: balanced accuracy's interval
-    assert [row[0] for row in rows[1:]] == [*CLASSES, "macro avg"]
-    assert "Balanced multi-class accuracy" in (tmp_path / "evaluation_report.md").read_text()
+    macro = rows[-2]  # macro avg: balanced accuracy with its interval
+    assert float(macro[2]) == pytest.approx(summary["balanced_accuracy"])
+    assert float(macro[3]) <= summary["balanced_accuracy"] <= float(macro[4])
+    assert [row[0] for row in rows[1:]] == [*CLASSES, "accuracy", "macro avg", "weighted avg"]
+    assert "Balanced multi-class accuracy" in (tmp_path / "report.md").read_text()
     probs, labels = read_predictions(tmp_path / "test_predictions.csv", CLASSES)
-    assert summary["balanced_accuracy"] == pytest.approx(isic_score(probs, labels, CLASSES).aggregate["balanced_accuracy"], abs=1e-6)
+    assert summary["balanced_accuracy"] == pytest.approx(
+        isic_score(probs, labels, CLASSES).aggregate["balanced_accuracy"], abs=1e-6
+    )
 
 
 def read_predictions(path, classes) -> tuple[np.ndarray, np.ndarray]:
@@ -147,19 +179,32 @@ def read_predictions(path, classes) -> tuple[np.ndarray, np.ndarray]:
 def test_real_isic2019_train_then_evaluate_agrees_with_isic_scoring(real_isic2019, tmp_path):
     """Trained in-test on the real sample's hold-out layout, evaluated there: the scoring package agrees."""
     run = tmp_path / "run"
-    overrides = [*FAST, "model.arch=resnet18", "data=isic2019", f"data.root={real_isic2019}", f"output_dir={run}", "logger=csv"]
+    overrides = [
+        *FAST,
+        "model.arch=resnet18",
+        "data=isic2019",
+        f"data.root={real_isic2019}",
+        f"output_dir={run}",
+        "logger=csv",
+    ]
     train(compose_config("train", overrides))
     split = pd.read_csv(run / "split.csv")
     held_out = split[split.split == "test"]
     assert len(held_out) == 248  # data.test_fraction=0.2 of each class of the 1,241 images
 
     out = tmp_path / "evaluate"
-    cfg = compose_config("evaluate", [
-        f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}", "data=isic2019", f"data.root={real_isic2019}", f"output_dir={out}",
-    ])
+    cfg = compose_config(
+        "evaluate",
+        [
+            f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}",
+            "data=isic2019",
+            f"data.root={real_isic2019}",
+            f"output_dir={out}",
+        ],
+    )
     reported = evaluate(cfg)
     probs, labels = read_predictions(out / "test_predictions.csv", CLASSES)
     assert sorted(pd.read_csv(out / "test_predictions.csv").path) == sorted(held_out.path)
-    summary, _ = evaluation_summary(probs, labels, CLASSES)
+    summary, _ = score(probs, labels, CLASSES)
     assert summary["balanced_accuracy"] == pytest.approx(reported["balanced_accuracy"], abs=1e-6)
     assert_agrees_with_isic(summary, probs, labels, CLASSES)

@@ -10,17 +10,29 @@ import csv
 import numpy as np
 import pytest
 import torch
-from conftest import FAST, compose_train
 
-from skin_lightning.checkpoints import read_checkpoint
-from skin_lightning.datamodule import DeviceBatches, EpochSampler, SkinDataModule, oversampler
+from skin_lightning.data.datamodule import SkinDataModule
+from skin_lightning.data.sampling import DeviceBatches, EpochSampler, oversampler
 from skin_lightning.errors import UserError
+from skin_lightning.model.checkpoints import read_checkpoint
 from skin_lightning.train import train
+
+from conftest import FAST, compose_train
 
 # Two epochs of four batches at full precision: the oversampler, augmentation, AdamW and a cosine schedule
 # all draw or change every step, so any step taken differently shows in the losses or the weights.
-TWO_EPOCHS = [*FAST, "experiment=demo", "data.image_size=16", "data.batch_size=4", "trainer.max_epochs=2",
-              "trainer.limit_train_batches=4", "trainer.limit_test_batches=2", "trainer.precision=32-true", "seed=3", "logger=csv"]
+TWO_EPOCHS = [
+    *FAST,
+    "experiment=demo",
+    "data.image_size=16",
+    "data.batch_size=4",
+    "trainer.max_epochs=2",
+    "trainer.limit_train_batches=4",
+    "trainer.limit_test_batches=2",
+    "trainer.precision=32-true",
+    "seed=3",
+    "logger=csv",
+]
 PLAIN = ["model.fast_step=false", "data.on_device=false"]
 # without a monitored score the checkpoint callback saves every epoch, so last.ckpt holds the end of training
 EVERY_EPOCH = ["callbacks.checkpoint.monitor=null"]
@@ -38,7 +50,9 @@ def plain_and_fast(demo_root, tmp_path_factory):
     runs = {}
     for name, overrides in (("plain", PLAIN), ("fast", FAST_PATH)):
         runs[name] = tmp_path_factory.mktemp(name)
-        train(compose_train([*TWO_EPOCHS, *overrides, *EVERY_EPOCH, f"data.root={demo_root}", f"output_dir={runs[name]}"]))
+        train(
+            compose_train([*TWO_EPOCHS, *overrides, *EVERY_EPOCH, f"data.root={demo_root}", f"output_dir={runs[name]}"])
+        )
     return runs
 
 
@@ -80,7 +94,9 @@ def test_device_batches_give_each_rank_an_equal_share_of_the_epoch():
     sampler = oversampler(labels.tolist(), 3, 1.0, seed=5)
     images = torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1)
     shares = [
-        torch.cat([batch[2] for batch in DeviceBatches(images, torch.arange(10), labels, 2, sampler, rank=rank, world_size=3)])
+        torch.cat(
+            [batch[2] for batch in DeviceBatches(images, torch.arange(10), labels, 2, sampler, rank=rank, world_size=3)]
+        )
         for rank in range(3)
     ]
     assert [len(share) for share in shares] == [4, 4, 4]
@@ -91,17 +107,32 @@ def test_device_batches_give_each_rank_an_equal_share_of_the_epoch():
 
 
 def test_fast_path_stops_on_a_non_finite_loss_before_the_epochs_checkpoint(demo_root, tmp_path):
-    cfg = compose_train([*TWO_EPOCHS, *FAST_PATH, "data.image_size=32", f"data.root={demo_root}", f"output_dir={tmp_path}",
-                         "trainer.log_every_n_steps=50", "+callbacks.poison._target_=probes.PoisonAt",
-                         "+callbacks.poison.epoch=1", "+callbacks.poison.batch=1"])
+    cfg = compose_train(
+        [
+            *TWO_EPOCHS,
+            *FAST_PATH,
+            "data.image_size=32",
+            f"data.root={demo_root}",
+            f"output_dir={tmp_path}",
+            "trainer.log_every_n_steps=50",
+            "+callbacks.poison._target_=probes.PoisonAt",
+            "+callbacks.poison.epoch=1",
+            "+callbacks.poison.batch=1",
+        ]
+    )
     last = tmp_path / "checkpoints" / "last.ckpt"
     with pytest.raises(UserError) as caught:
         train(cfg)
-    assert f"the training loss became NaN or infinite at epoch 1, step 8: stopped; the last good checkpoint is {last}" in str(caught.value)
+    assert (
+        f"the training loss became NaN or infinite at epoch 1, step 8: stopped; the last good checkpoint is {last}"
+        in str(caught.value)
+    )
     assert read_checkpoint(last)["epoch"] == 0
 
 
 def test_fast_step_true_refuses_what_it_cannot_do(demo_root, tmp_path):
-    cfg = compose_train([*TWO_EPOCHS, *FAST_PATH, f"data.root={demo_root}", f"output_dir={tmp_path}", "trainer.gradient_clip_val=1.0"])
+    cfg = compose_train(
+        [*TWO_EPOCHS, *FAST_PATH, f"data.root={demo_root}", f"output_dir={tmp_path}", "trainer.gradient_clip_val=1.0"]
+    )
     with pytest.raises(UserError, match="model.fast_step=true cannot be used with trainer.gradient_clip_val is set"):
         train(cfg)

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 
 from skin_lightning.config import check_config
-from skin_lightning.datamodule import SkinDataModule
+from skin_lightning.data.datamodule import SkinDataModule
+from skin_lightning.data.split import fold_split
 from skin_lightning.errors import UserError
-from skin_lightning.split import fold_split
 
 from conftest import compose_train
 

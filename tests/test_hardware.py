@@ -3,8 +3,9 @@
 import pytest
 import torch
 
-import skin_lightning.hardware as hardware
-from skin_lightning.module import SkinClassifier
+import skin_lightning.model.hardware as hardware
+from skin_lightning.model.module import SkinClassifier
+
 from conftest import compose_train
 
 

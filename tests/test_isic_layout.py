@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from skin_lightning.datamodule import SkinDataModule
+from skin_lightning.data.datamodule import SkinDataModule
+from skin_lightning.data.layouts import ISIC_LABELS, read_folder_layout, read_isic2019_layout
 from skin_lightning.errors import UserError
-from skin_lightning.layouts import ISIC_LABELS, read_folder_layout, read_isic2019_layout
 
 HEADER = "image," + ",".join(ISIC_LABELS)
 
@@ -18,7 +18,9 @@ def one_hot(label: str) -> str:
     return ",".join("1.0" if name == label else "0.0" for name in ISIC_LABELS)
 
 
-def write_split(root: Path, folder: str, table: str, rows: list[tuple[str, str]], lines: list[str] | None = None) -> None:
+def write_split(
+    root: Path, folder: str, table: str, rows: list[tuple[str, str]], lines: list[str] | None = None
+) -> None:
     """Tiny JPEGs for every row plus the ground-truth table (or `lines` as the table, verbatim)."""
     (root / folder).mkdir(parents=True, exist_ok=True)
     for image, _ in rows:

@@ -7,7 +7,7 @@ import torch
 import torchvision
 
 from skin_lightning.errors import UserError
-from skin_lightning.models import build_network
+from skin_lightning.model.networks import build_network
 
 
 def test_head_is_sized_to_the_classes():

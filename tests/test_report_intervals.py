@@ -4,8 +4,8 @@ import json
 import numpy as np
 import pytest
 
-from skin_lightning.reports import write_test_reports
-from skin_lightning.stats import point_metrics
+from skin_lightning.results.reports import write_reports
+from skin_lightning.results.stats import point_metrics
 
 CLASSES = ["AK", "BCC", "MEL", "NV"]
 
@@ -21,7 +21,7 @@ def predictions(per_class: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 def write(tmp_path, probs, labels) -> dict:
     paths = [f"img_{i}.jpg" for i in range(labels.size)]
-    write_test_reports(tmp_path, probs, labels, paths, CLASSES, extra={})
+    write_reports(tmp_path, probs, labels, paths, CLASSES, extra={})
     return json.loads((tmp_path / "metrics.json").read_text())
 
 
@@ -39,10 +39,12 @@ def test_metrics_json_has_an_interval_around_every_score(tmp_path):
     probs, labels = predictions(60)
     metrics = write(tmp_path, probs, labels)
     assert metrics["bootstrap"]["resamples"] == 1000 and metrics["bootstrap"]["confidence"] == 0.95
-    expected = {"accuracy", "balanced_accuracy", "macro_f1", *(f"recall/{cls}" for cls in CLASSES)}
+    ratios = ("recall", "precision", "specificity", "npv")
+    expected = {"accuracy", "balanced_accuracy", "macro_f1", *(f"{r}/{cls}" for r in ratios for cls in CLASSES)}
     assert set(metrics["intervals"]) == expected
     for name, (low, high) in metrics["intervals"].items():
-        point = metrics["per_class"][name.split("/")[1]]["recall"] if "/" in name else metrics[name]
+        ratio, _, cls = name.partition("/")
+        point = metrics["per_class"][cls][ratio] if cls else metrics[name]
         assert low < point < high, name
         assert 0.05 < high - low < 0.5, name  # 60 images a class: several points either way
 
@@ -64,11 +66,15 @@ def test_reports_show_the_interval_next_to_each_number(tmp_path):
     probs, labels = predictions(60)
     metrics = write(tmp_path, probs, labels)
     low, high = metrics["intervals"]["balanced_accuracy"]
-    markdown = (tmp_path / "classification_report.md").read_text()
+    markdown = (tmp_path / "report.md").read_text()
     assert f"{metrics['balanced_accuracy']:.4f} [{low:.4f}, {high:.4f}]" in markdown
     recall_low, recall_high = metrics["intervals"]["recall/MEL"]
-    assert f"| MEL | {metrics['per_class']['MEL']['precision']:.4f} | {metrics['per_class']['MEL']['recall']:.4f} [{recall_low:.4f}, {recall_high:.4f}]" in markdown
-    with open(tmp_path / "classification_report.csv") as handle:
+    assert (
+        f"| MEL | {metrics['per_class']['MEL']['precision']:.4f} | "
+        f"{metrics['per_class']['MEL']['recall']:.4f} [{recall_low:.4f}, {recall_high:.4f}]"
+        in markdown
+    )
+    with open(tmp_path / "report.csv") as handle:
         rows = {row["class"]: row for row in csv.DictReader(handle)}
     assert float(rows["macro avg"]["recall_low"]) == pytest.approx(low)
     assert float(rows["macro avg"]["f1_high"]) == pytest.approx(metrics["intervals"]["macro_f1"][1])
@@ -81,4 +87,4 @@ def test_a_class_missing_from_the_test_set_has_no_interval(tmp_path):
     keep = labels != 0
     metrics = write(tmp_path, probs[keep], labels[keep])
     assert "recall/AK" not in metrics["intervals"]
-    assert "| AK |" in (tmp_path / "classification_report.md").read_text()
+    assert "| AK |" in (tmp_path / "report.md").read_text()

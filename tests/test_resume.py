@@ -10,14 +10,25 @@ import time
 import numpy as np
 import pytest
 import torch
-from conftest import FAST, compose_train, run_train, train_env
 
-from skin_lightning.checkpoints import AtomicCheckpointIO, read_checkpoint
 from skin_lightning.errors import UserError
+from skin_lightning.model.checkpoints import AtomicCheckpointIO, read_checkpoint
 from skin_lightning.train import train
 
+from conftest import FAST, compose_train, run_train, train_env
+
 # Two epochs of three batches: the oversampler, augmentation and a cosine schedule all draw or change per step.
-TWO_EPOCHS = [*FAST, "experiment=demo", "data.image_size=16", "data.batch_size=4", "trainer.max_epochs=2", "trainer.limit_train_batches=3", "trainer.limit_test_batches=2", "seed=7", "logger=csv"]
+TWO_EPOCHS = [
+    *FAST,
+    "experiment=demo",
+    "data.image_size=16",
+    "data.batch_size=4",
+    "trainer.max_epochs=2",
+    "trainer.limit_train_batches=3",
+    "trainer.limit_test_batches=2",
+    "seed=7",
+    "logger=csv",
+]
 
 
 def scores(run_dir) -> dict:
@@ -30,17 +41,31 @@ def scores(run_dir) -> dict:
 @pytest.fixture(scope="module")
 def uninterrupted(demo_root, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("uninterrupted")
-    result = run_train([*TWO_EPOCHS, f"data.root={demo_root}", "trainer.deterministic=true", f"hydra.run.dir={run_dir}"], cwd=run_dir)
+    result = run_train(
+        [*TWO_EPOCHS, f"data.root={demo_root}", "trainer.deterministic=true", f"hydra.run.dir={run_dir}"], cwd=run_dir
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return run_dir
 
 
 def test_killed_run_resumes_to_the_same_metrics(uninterrupted, demo_root, tmp_path):
     run_dir, marker = tmp_path / "run", tmp_path / "paused"
-    command = [sys.executable, "-m", "skin_lightning.train", *TWO_EPOCHS, f"data.root={demo_root}", "trainer.deterministic=true",
-               f"hydra.run.dir={run_dir}", "+callbacks.pause._target_=probes.PauseAt", "+callbacks.pause.epoch=1",
-               "+callbacks.pause.batch=1", f"+callbacks.pause.marker={marker}"]
-    process = subprocess.Popen(command, cwd=tmp_path, env=train_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = [
+        sys.executable,
+        "-m",
+        "skin_lightning.train",
+        *TWO_EPOCHS,
+        f"data.root={demo_root}",
+        "trainer.deterministic=true",
+        f"hydra.run.dir={run_dir}",
+        "+callbacks.pause._target_=probes.PauseAt",
+        "+callbacks.pause.epoch=1",
+        "+callbacks.pause.batch=1",
+        f"+callbacks.pause.marker={marker}",
+    ]
+    process = subprocess.Popen(
+        command, cwd=tmp_path, env=train_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 300
     while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -51,7 +76,16 @@ def test_killed_run_resumes_to_the_same_metrics(uninterrupted, demo_root, tmp_pa
     assert read_checkpoint(run_dir / "checkpoints" / "last.ckpt")["epoch"] == 0
 
     # the documented way to continue: the same overrides, the old directory, resume=auto
-    resumed = run_train([*TWO_EPOCHS, f"data.root={demo_root}", "trainer.deterministic=true", f"hydra.run.dir={run_dir}", "resume=auto"], cwd=tmp_path)
+    resumed = run_train(
+        [
+            *TWO_EPOCHS,
+            f"data.root={demo_root}",
+            "trainer.deterministic=true",
+            f"hydra.run.dir={run_dir}",
+            "resume=auto",
+        ],
+        cwd=tmp_path,
+    )
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert "Restoring states from the checkpoint path at" in resumed.stdout + resumed.stderr
     assert scores(run_dir) == scores(uninterrupted)
@@ -85,12 +119,23 @@ def test_a_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatc
 def test_non_finite_loss_stops_with_epoch_and_step_and_keeps_last_good_checkpoint(demo_root, tmp_path):
     # 32 px, not 16: at 16 px ResNet's last stage sees 1x1 maps, and CPU bf16 kernels then sometimes leave NaN in
     # 3x3 taps that only ever meet padding (finite loss, NaN weights), which this test would blame on the checkpoint
-    cfg = compose_train([*TWO_EPOCHS, "data.image_size=32", f"data.root={demo_root}", f"output_dir={tmp_path}",
-                         "+callbacks.poison._target_=probes.PoisonAt", "+callbacks.poison.epoch=1", "+callbacks.poison.batch=1"])
+    cfg = compose_train(
+        [
+            *TWO_EPOCHS,
+            "data.image_size=32",
+            f"data.root={demo_root}",
+            f"output_dir={tmp_path}",
+            "+callbacks.poison._target_=probes.PoisonAt",
+            "+callbacks.poison.epoch=1",
+            "+callbacks.poison.batch=1",
+        ]
+    )
     last = tmp_path / "checkpoints" / "last.ckpt"
     with pytest.raises(UserError) as caught:
         train(cfg)
-    assert f"the training loss became nan at epoch 1, step 4: stopped; the last good checkpoint is {last}" in str(caught.value)
+    assert f"the training loss became nan at epoch 1, step 4: stopped; the last good checkpoint is {last}" in str(
+        caught.value
+    )
     checkpoint = read_checkpoint(last)
     assert checkpoint["epoch"] == 0
     assert all(np.isfinite(value.float().numpy()).all() for value in checkpoint["state_dict"].values())

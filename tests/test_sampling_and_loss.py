@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from skin_lightning.datamodule import oversampler
-from skin_lightning.layouts import IMAGE_SUFFIXES
-from skin_lightning.metrics import named_scalars, stage_metrics
-from skin_lightning.module import class_weights, warmup_cosine
+from skin_lightning.data.layouts import IMAGE_SUFFIXES
+from skin_lightning.data.sampling import oversampler
+from skin_lightning.model.metrics import named_scalars, stage_metrics
+from skin_lightning.model.module import class_weights, warmup_cosine
 
 
 def drawn_class_shares(labels: list[int], num_classes: int, exponent: float, seed: int = 0) -> np.ndarray:

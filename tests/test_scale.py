@@ -4,19 +4,33 @@ import csv
 import json
 
 import yaml
-from conftest import FAST, compose_train, run_train
 from hydra import compose, initialize_config_dir
 
 from skin_lightning.cli import CONFIG_DIR
 
-TINY = [*FAST, "experiment=demo", "data.image_size=16", "data.batch_size=4", "trainer.limit_test_batches=2", "logger=csv"]
+from conftest import FAST, compose_train, run_train
+
+TINY = [
+    *FAST,
+    "experiment=demo",
+    "data.image_size=16",
+    "data.batch_size=4",
+    "trainer.limit_test_batches=2",
+    "logger=csv",
+]
 
 
 def test_ddp_on_two_cpu_processes_splits_the_data_and_reduces_metrics(demo_root, tmp_path):
     run_dir = tmp_path / "run"
     result = run_train(
-        [*TINY, f"data.root={demo_root}", "trainer=ddp_cpu", f"hydra.run.dir={run_dir}",
-         "+callbacks.record._target_=probes.RecordRank", f"+callbacks.record.folder={tmp_path}"],
+        [
+            *TINY,
+            f"data.root={demo_root}",
+            "trainer=ddp_cpu",
+            f"hydra.run.dir={run_dir}",
+            "+callbacks.record._target_=probes.RecordRank",
+            f"+callbacks.record.folder={tmp_path}",
+        ],
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -39,9 +53,16 @@ def test_ddp_on_two_cpu_processes_splits_the_data_and_reduces_metrics(demo_root,
 def test_optuna_search_of_two_trials_runs_as_local_submitit_jobs(demo_root, tmp_path):
     """One multirun checks both engines: the Optuna sweeper proposes, the submitit launcher runs."""
     result = run_train(
-        [*TINY, f"data.root={demo_root}", "hparams_search=optuna", "hydra.sweeper.n_trials=2",
-         "hydra/launcher=submitit_local", f"hydra.sweep.dir={tmp_path}"],
-        cwd=tmp_path, timeout=600,
+        [
+            *TINY,
+            f"data.root={demo_root}",
+            "hparams_search=optuna",
+            "hydra.sweeper.n_trials=2",
+            "hydra/launcher=submitit_local",
+            f"hydra.sweep.dir={tmp_path}",
+        ],
+        cwd=tmp_path,
+        timeout=600,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     job_dirs = sorted(path.parent for path in tmp_path.glob("*/metrics.json"))
@@ -57,10 +78,19 @@ def test_optuna_search_of_two_trials_runs_as_local_submitit_jobs(demo_root, tmp_
 
 def test_slurm_launcher_config_composes():
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(config_name="train", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu"], return_hydra_config=True)
+        cfg = compose(
+            config_name="train",
+            overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu"],
+            return_hydra_config=True,
+        )
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher")
-    assert (launcher.partition, launcher.gpus_per_node, launcher.timeout_min, launcher.max_num_timeout) == ("gpu", 1, 720, 3)
+    assert (launcher.partition, launcher.gpus_per_node, launcher.timeout_min, launcher.max_num_timeout) == (
+        "gpu",
+        1,
+        720,
+        3,
+    )
 
 
 def test_ddp_trainer_configs_compose():

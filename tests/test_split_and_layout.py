@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from skin_lightning.data.layouts import read_folder_layout
+from skin_lightning.data.split import stratified_split
 from skin_lightning.errors import UserError
-from skin_lightning.layouts import read_folder_layout
-from skin_lightning.split import stratified_split
 
 
 def make_layout(root, train: dict, test: dict):
@@ -46,7 +46,7 @@ def test_layout_reads_classes_from_train(tmp_path):
     layout = read_folder_layout(root)
     assert layout.classes == ["AK", "MEL", "NV"]
     assert np.bincount(layout.train.labels).tolist() == [3, 1, 3]
-    assert all(p.parent.name == layout.classes[l] for p, l in zip(layout.train.paths, layout.train.labels))
+    assert all(p.parent.name == layout.classes[k] for p, k in zip(layout.train.paths, layout.train.labels))
     assert len(layout.test) == 3
 
 
@@ -72,7 +72,8 @@ def test_bad_paths_are_named(tmp_path):
 
 
 def test_split_csv_lists_every_image_once(tmp_path, demo_root):
-    from skin_lightning.datamodule import SkinDataModule
+    from skin_lightning.data.datamodule import SkinDataModule
+
     from conftest import compose_train
 
     cfg = compose_train(["experiment=demo", f"data.root={demo_root}", "data.image_size=16", f"output_dir={tmp_path}"])

@@ -3,14 +3,14 @@ import math
 import numpy as np
 import pytest
 
-from skin_lightning.stats import (
+from skin_lightning.data.split import stratified_folds
+from skin_lightning.results.stats import (
     bootstrap_intervals,
     holm,
     mcnemar_exact,
     mean_sd,
     paired_bootstrap_difference,
     point_metrics,
-    stratified_folds,
 )
 
 NUM_CLASSES = 8

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import yaml
 
-from skin_lightning.config import run_name
-from skin_lightning.reports import write_test_reports
-from skin_lightning.stats import holm, mean_sd
-from skin_lightning.summary import configuration, write_summary
+from skin_lightning.results.reports import write_reports
+from skin_lightning.results.stats import holm, mean_sd
+from skin_lightning.results.sweep import configuration, run_name
+from skin_lightning.results.sweep_summary import write_summary
 
 CLASSES = ["AK", "BCC", "MEL", "NV"]
 LABELS = np.repeat(np.arange(len(CLASSES)), 60)
@@ -20,13 +20,17 @@ PATHS = [f"/data/Test/{CLASSES[k]}/img_{i}.jpg" for i, k in enumerate(LABELS)]
 def predictions(accuracy: float, seed: int) -> np.ndarray:
     """Probabilities whose argmax is right for about `accuracy` of the images of every class."""
     rng = np.random.default_rng(seed)
-    predicted = np.where(rng.random(LABELS.size) < accuracy, LABELS, (LABELS + rng.integers(1, len(CLASSES), LABELS.size)) % len(CLASSES))
+    predicted = np.where(
+        rng.random(LABELS.size) < accuracy, LABELS, (LABELS + rng.integers(1, len(CLASSES), LABELS.size)) % len(CLASSES)
+    )
     probs = rng.dirichlet(np.ones(len(CLASSES)), LABELS.size) * 0.5
     probs[np.arange(LABELS.size), predicted] += 0.5
     return probs
 
 
-def fake_job(sweep, num: int, overrides: list[str], probs: np.ndarray, validation: dict | None = None, order=None) -> str:
+def fake_job(
+    sweep, num: int, overrides: list[str], probs: np.ndarray, validation: dict | None = None, order=None
+) -> str:
     """A job folder as a finished multirun job leaves it (reports written by the real report code)."""
     name = f"{num}_{run_name(','.join(overrides))}"
     job = sweep / name
@@ -34,7 +38,7 @@ def fake_job(sweep, num: int, overrides: list[str], probs: np.ndarray, validatio
     (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
     order = np.arange(LABELS.size) if order is None else order
     extra = {"validation": validation} if validation else {}
-    write_test_reports(job, probs[order], LABELS[order], [PATHS[i] for i in order], CLASSES, extra)
+    write_reports(job, probs[order], LABELS[order], [PATHS[i] for i in order], CLASSES, extra)
     return name
 
 
@@ -51,15 +55,22 @@ def summary_rows(sweep) -> dict[str, dict]:
 def seeds_sweep(tmp_path):
     """Two configurations, two seeds each; `good` is clearly better than `weak`."""
     jobs = {}
-    for num, (config, seed, accuracy) in enumerate([("weak", 1, 0.5), ("weak", 2, 0.55), ("good", 1, 0.85), ("good", 2, 0.8)]):
+    for num, (config, seed, accuracy) in enumerate(
+        [("weak", 1, 0.5), ("weak", 2, 0.55), ("good", 1, 0.85), ("good", 2, 0.8)]
+    ):
         # the second seed's predictions are written in another image order: pairing must go by path
         order = np.random.default_rng(num).permutation(LABELS.size) if seed == 2 else None
-        jobs[config, seed] = fake_job(tmp_path, num, [f"experiment={config}", f"seed={seed}"], predictions(accuracy, seed=num), order=order)
+        jobs[config, seed] = fake_job(
+            tmp_path, num, [f"experiment={config}", f"seed={seed}"], predictions(accuracy, seed=num), order=order
+        )
     return tmp_path, jobs
 
 
 def test_configuration_drops_seed_fold_and_reference():
-    assert configuration(["experiment=v2", "seed=3", "data.fold=1", "summary.reference=v1", "optim.lr=0.1"]) == ["experiment=v2", "optim.lr=0.1"]
+    assert configuration(["experiment=v2", "seed=3", "data.fold=1", "summary.reference=v1", "optim.lr=0.1"]) == [
+        "experiment=v2",
+        "optim.lr=0.1",
+    ]
     assert configuration(["seed=3", "+data.fold=2"]) == []
 
 
@@ -96,7 +107,10 @@ def test_each_run_is_compared_with_the_reference_run_of_its_seed(seeds_sweep):
     for seed in (1, 2):
         row = rows[jobs["good", seed]]
         assert row["reference"] == jobs["weak", seed]
-        expected = metrics(sweep, jobs["good", seed])["balanced_accuracy"] - metrics(sweep, jobs["weak", seed])["balanced_accuracy"]
+        expected = (
+            metrics(sweep, jobs["good", seed])["balanced_accuracy"]
+            - metrics(sweep, jobs["weak", seed])["balanced_accuracy"]
+        )
         assert float(row["diff"]) == pytest.approx(expected, abs=1e-6)
         assert 0 < float(row["diff_low"]) < float(row["diff"]) < float(row["diff_high"])
         assert row["significant"] == "True" and float(row["holm_p"]) < 0.05
@@ -123,10 +137,15 @@ def test_an_unknown_reference_is_named_and_nothing_is_compared(seeds_sweep):
     sweep, _ = seeds_sweep
     write_summary(sweep, reference="v9")
     markdown = (sweep / "summary.md").read_text()
-    assert "summary.reference=v9 matches no configuration of this sweep; name one of: experiment=weak; experiment=good" in markdown
+    assert (
+        "summary.reference=v9 matches no configuration of this sweep; name one of: experiment=weak; experiment=good"
+        in markdown
+    )
     assert all(row["diff"] == "" for row in summary_rows(sweep).values())
     result = subprocess.run(
-        [sys.executable, "-m", "skin_lightning.summary", str(sweep), "--reference", "v9"], capture_output=True, text=True
+        [sys.executable, "-m", "skin_lightning.summary", str(sweep), "--reference", "v9"],
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 1
     assert "summary.reference=v9 matches no configuration" in result.stderr and "Traceback" not in result.stderr
@@ -142,7 +161,10 @@ def test_jobs_tested_on_other_images_are_not_compared(tmp_path):
 
 def test_fold_models_are_averaged_into_an_ensemble_with_its_own_report(tmp_path):
     fold_probs = [predictions(0.6, seed) for seed in range(3)]
-    validation = [{"fold": k, "folds": 3, "accuracy": 0.5 + k / 10, "balanced_accuracy": 0.4 + k / 10, "macro_f1": 0.3} for k in range(3)]
+    validation = [
+        {"fold": k, "folds": 3, "accuracy": 0.5 + k / 10, "balanced_accuracy": 0.4 + k / 10, "macro_f1": 0.3}
+        for k in range(3)
+    ]
     for k in range(3):
         fake_job(tmp_path, k, ["experiment=cv", f"data.fold={k}"], fold_probs[k], validation[k])
     write_summary(tmp_path)
@@ -150,8 +172,12 @@ def test_fold_models_are_averaged_into_an_ensemble_with_its_own_report(tmp_path)
     ensemble = json.loads((report / "metrics.json").read_text())
     averaged = np.mean(fold_probs, axis=0).argmax(axis=1)
     assert ensemble["accuracy"] == pytest.approx(np.mean(averaged == LABELS), abs=1e-6)
-    assert ensemble["ensemble_of"] == ["0_experiment=cv,data.fold=0", "1_experiment=cv,data.fold=1", "2_experiment=cv,data.fold=2"]
-    assert "intervals" in ensemble and (report / "classification_report.md").exists()
+    assert ensemble["ensemble_of"] == [
+        "0_experiment=cv,data.fold=0",
+        "1_experiment=cv,data.fold=1",
+        "2_experiment=cv,data.fold=2",
+    ]
+    assert "intervals" in ensemble and (report / "report.md").exists()
     markdown = (tmp_path / "summary.md").read_text()
     cv_line = next(line for line in markdown.splitlines() if line.startswith("| (all jobs) | 3 |"))
     assert "0.5000 ± 0.1000" in cv_line  # validation balanced accuracy over the three folds

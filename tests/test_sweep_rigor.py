@@ -12,8 +12,17 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_two_seeds_of_two_configurations_give_a_grouped_summary_with_comparisons(demo_root, tmp_path):
     sweep = tmp_path / "sweep"
     command = [
-        sys.executable, "-m", "skin_lightning.train", "-m", "experiment=demo", f"data.root={demo_root}",
-        "loss=ce,weighted_ce", "seed=1,2", *FAST, "augment=none", "trainer.limit_test_batches=5",
+        sys.executable,
+        "-m",
+        "skin_lightning.train",
+        "-m",
+        "experiment=demo",
+        f"data.root={demo_root}",
+        "loss=ce,weighted_ce",
+        "seed=1,2",
+        *FAST,
+        "augment=none",
+        "trainer.limit_test_batches=5",
         f"hydra.sweep.dir={sweep}",
     ]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
@@ -27,7 +36,10 @@ def test_two_seeds_of_two_configurations_give_a_grouped_summary_with_comparisons
 
     markdown = (sweep / "summary.md").read_text()
     assert "Reference: **loss=ce**" in markdown
-    assert "| **loss=ce** | mean ± sd of 2 runs |" in markdown and "| **loss=weighted_ce** | mean ± sd of 2 runs |" in markdown
+    assert (
+        "| **loss=ce** | mean ± sd of 2 runs |" in markdown
+        and "| **loss=weighted_ce** | mean ± sd of 2 runs |" in markdown
+    )
     assert markdown.count("| ↳ seed=1 |") == 2 and markdown.count("| ↳ seed=2 |") == 2
     assert "[95% CI]" in markdown and "Holm" in markdown
     with open(sweep / "summary.csv") as handle:

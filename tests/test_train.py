@@ -17,8 +17,8 @@ from conftest import FAST, compose_train
 REPORTS = [
     ".",
     "metrics.json",
-    "classification_report.md",
-    "classification_report.csv",
+    "report.md",
+    "report.csv",
     "confusion_matrix.png",
     "test_predictions.csv",
     "split.csv",
@@ -53,7 +53,7 @@ def test_experiment_writes_every_report(tmp_path, demo_root, experiment):
     assert [metrics["per_class"][c]["recall"] for c in classes] == pytest.approx(recalls, abs=1e-6)
     assert all(abs(sum(float(r[f"prob_{c}"]) for c in classes) - 1) < 1e-4 for r in rows)
     assert summary["balanced_accuracy"] == metrics["balanced_accuracy"]
-    report = (tmp_path / "classification_report.md").read_text()
+    report = (tmp_path / "report.md").read_text()
     assert "macro avg" in report and "weighted avg" in report and all(f"| {c} |" in report for c in classes)
 
 
@@ -74,14 +74,24 @@ def test_run_without_validation_or_our_checkpoint_callback_finishes(tmp_path, de
 def cli(*args, cwd):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run(
-        [sys.executable, "-m", "skin_lightning.train", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "skin_lightning.train", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 
 def test_multirun_summary_reports_completed_and_failed_jobs(tmp_path, demo_root):
     sweep = tmp_path / "sweep"
     result = cli(
-        "-m", "experiment=demo", *FAST, f"data.root={demo_root}", "data.batch_size=8,0", f"hydra.sweep.dir={sweep}",
+        "-m",
+        "experiment=demo",
+        *FAST,
+        f"data.root={demo_root}",
+        "data.batch_size=8,0",
+        f"hydra.sweep.dir={sweep}",
         cwd=tmp_path,
     )
     assert result.returncode != 0  # one job failed, and the sweep says so

@@ -43,9 +43,7 @@ def _visible(entries):
 
 def _class_folders(split_dir: Path) -> dict[str, list[Path]]:
     if not split_dir.is_dir():
-        raise UserError(
-            f"{split_dir} does not exist: data.root must hold Train/<CLASS>/*.jpg and Test/<CLASS>/*.jpg"
-        )
+        raise UserError(f"{split_dir} does not exist: data.root must hold Train/<CLASS>/*.jpg and Test/<CLASS>/*.jpg")
     folders: dict[str, list[Path]] = {}
     ignored: list[Path] = []
     for entry in _visible(split_dir.iterdir()):
@@ -68,7 +66,10 @@ def _class_folders(split_dir: Path) -> dict[str, list[Path]]:
     if ignored:
         log.warning(
             "%s: ignored %d entries that are not %s images, e.g. %s",
-            split_dir, len(ignored), "/".join(IMAGE_SUFFIXES), ignored[0],
+            split_dir,
+            len(ignored),
+            "/".join(IMAGE_SUFFIXES),
+            ignored[0],
         )
     return folders
 
@@ -129,7 +130,9 @@ def _one_hot_label(row: dict, table: Path, line: int) -> str:
 def _isic_split(root: Path, folder: str, table: str, classes: list[str]) -> Samples:
     images_dir, table_path = root / folder, root / table
     if not images_dir.is_dir():
-        raise UserError(f"{images_dir} does not exist: data.layout=isic2019 expects {folder}/ next to {table} in data.root")
+        raise UserError(
+            f"{images_dir} does not exist: data.layout=isic2019 expects {folder}/ next to {table} in data.root"
+        )
     files = {path.stem: path for path in _visible(images_dir.iterdir()) if path.suffix.lower() in IMAGE_SUFFIXES}
     with open(table_path, newline="") as handle:
         reader = csv.DictReader(handle)
@@ -178,7 +181,9 @@ def read_isic2019_layout(root: Path) -> Layout:
     classes = sorted(name for name in ISIC_LABELS if name != ISIC_UNKNOWN)
     folder, table = ISIC_SPLITS["train"]
     if not (root / table).is_file():
-        raise UserError(f"{root / table} does not exist: data.root must hold {table} and {folder}/ (data.layout=isic2019)")
+        raise UserError(
+            f"{root / table} does not exist: data.root must hold {table} and {folder}/ (data.layout=isic2019)"
+        )
     train = _isic_split(root, folder, table, classes)
     test_folder, test_table = ISIC_SPLITS["test"]
     if (root / test_table).is_file():

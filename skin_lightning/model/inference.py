@@ -13,10 +13,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from skin_lightning.augment import IMAGENET_MEAN, IMAGENET_STD, to_model_input
-from skin_lightning.checkpoints import read_checkpoint
+from skin_lightning.data.augment import IMAGENET_MEAN, IMAGENET_STD, to_model_input
+from skin_lightning.data.layouts import Samples
 from skin_lightning.errors import UserError
-from skin_lightning.models import build_network
+from skin_lightning.model.checkpoints import read_checkpoint
+from skin_lightning.model.networks import build_network
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +40,21 @@ def load_checkpoint(path: Path, image_size: int | None = None) -> TrainedModel:
         hparams, state = checkpoint["hyper_parameters"], checkpoint["state_dict"]
         classes, model = list(hparams["classes"]), hparams["model"]
     except (KeyError, TypeError) as error:
-        raise UserError(f"ckpt_path={path} is not a skin_lightning training checkpoint ({type(error).__name__}: {error})") from error
+        raise UserError(
+            f"ckpt_path={path} is not a skin_lightning training checkpoint ({type(error).__name__}: {error})"
+        ) from error
     stored = hparams.get("preprocessing") or {}
     if stored and (tuple(stored["mean"]) != IMAGENET_MEAN or tuple(stored["std"]) != IMAGENET_STD):
-        raise UserError(f"ckpt_path={path} was trained with normalisation {stored['mean']}/{stored['std']}, which this version cannot reproduce")
+        raise UserError(
+            f"ckpt_path={path} was trained with normalisation {stored['mean']}/{stored['std']}, "
+            "which this version cannot reproduce"
+        )
     size = image_size or stored.get("image_size")
     if size is None:
-        raise UserError(f"ckpt_path={path} does not record its input size: pass image_size=N (the data.image_size it was trained with)")
+        raise UserError(
+            f"ckpt_path={path} does not record its input size: "
+            "pass image_size=N (the data.image_size it was trained with)"
+        )
     if image_size and stored.get("image_size") not in (None, image_size):
         log.warning("image_size=%d overrides the %d the checkpoint was trained at", image_size, stored["image_size"])
     network = build_network(model["arch"], len(classes), weights="none")
@@ -53,10 +62,27 @@ def load_checkpoint(path: Path, image_size: int | None = None) -> TrainedModel:
     try:
         network.load_state_dict(weights)
     except RuntimeError as error:
-        raise UserError(f"ckpt_path={path}: its weights do not fit a {model['arch']} with {len(classes)} classes: {error}") from error
+        raise UserError(
+            f"ckpt_path={path}: its weights do not fit a {model['arch']} with {len(classes)} classes: {error}"
+        ) from error
     # to_model_input hands over channels_last batches; a network in the same layout runs several times faster on CPU
     network = network.to(memory_format=torch.channels_last).eval()
     return TrainedModel(network, classes, int(size), model["arch"])
+
+
+def to_checkpoint_labels(
+    samples: Samples, data_classes: list[str], model_classes: list[str], source: str
+) -> np.ndarray:
+    """Data labels -> indices into the checkpoint's classes, matched by name."""
+    present = sorted({data_classes[label] for label in samples.labels})
+    unknown = [name for name in present if name not in model_classes]
+    if unknown:
+        raise UserError(
+            f"{source} has images of class(es) {', '.join(unknown)} that the checkpoint does not know "
+            f"(it predicts {', '.join(model_classes)}); remove them or evaluate a checkpoint trained on them"
+        )
+    mapping = np.array([model_classes.index(name) if name in model_classes else -1 for name in data_classes])
+    return mapping[np.asarray(samples.labels, dtype=np.int64)]
 
 
 def resolve_device(name: str) -> torch.device:

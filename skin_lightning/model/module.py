@@ -11,12 +11,12 @@ import torch.nn.functional as F
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 
-from skin_lightning.callbacks import non_finite_loss_error
 from skin_lightning.errors import UserError
-from skin_lightning.fast_step import AUTOCAST, WholeStep
-from skin_lightning.metrics import named_scalars, stage_metrics
-from skin_lightning.models import build_network
-from skin_lightning.reports import confusion_figure
+from skin_lightning.model.callbacks import non_finite_loss_error
+from skin_lightning.model.confusion import confusion_figure
+from skin_lightning.model.fast_step import AUTOCAST, WholeStep
+from skin_lightning.model.metrics import named_scalars, stage_metrics
+from skin_lightning.model.networks import build_network
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,13 @@ class SkinClassifier(L.LightningModule):
     """
 
     def __init__(
-        self, classes: list[str], class_counts: list[int], model: dict, loss: dict, optim: dict, preprocessing: dict | None = None
+        self,
+        classes: list[str],
+        class_counts: list[int],
+        model: dict,
+        loss: dict,
+        optim: dict,
+        preprocessing: dict | None = None,
     ):
         """`preprocessing` (augment.preprocessing) is only stored, for the tools that load the checkpoint later."""
         super().__init__()
@@ -69,7 +75,11 @@ class SkinClassifier(L.LightningModule):
         self.register_buffer("class_weights", class_weights(class_counts, loss))
         # keys are prefixed: "train" would clash with nn.Module.train
         self.metrics = nn.ModuleDict({f"{stage}_": stage_metrics(len(classes)) for stage in ("train", "val", "test")})
-        self.outputs: dict[str, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {"train": [], "val": [], "test": []}
+        self.outputs: dict[str, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {
+            "train": [],
+            "val": [],
+            "test": [],
+        }
         self.test_outputs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self.fast_step: WholeStep | None = None
         self.use_fast_step = False
@@ -93,7 +103,10 @@ class SkinClassifier(L.LightningModule):
         reasons = [
             reason
             for reason, blocked in [
-                (f"trainer.precision={trainer.precision} (it supports {', '.join(AUTOCAST)})", str(trainer.precision) not in AUTOCAST),
+                (
+                    f"trainer.precision={trainer.precision} (it supports {', '.join(AUTOCAST)})",
+                    str(trainer.precision) not in AUTOCAST,
+                ),
                 ("several processes (DDP)", trainer.world_size > 1),
                 ("trainer.gradient_clip_val is set", trainer.gradient_clip_val is not None),
                 ("trainer.accumulate_grad_batches > 1", trainer.accumulate_grad_batches != 1),
@@ -104,22 +117,39 @@ class SkinClassifier(L.LightningModule):
         if setting == "auto" and device.type != "cuda":
             return False
         if reasons and setting is True:
-            raise UserError(f"model.fast_step=true cannot be used with {'; '.join(reasons)}: use model.fast_step=auto or false")
+            raise UserError(
+                f"model.fast_step=true cannot be used with {'; '.join(reasons)}: use model.fast_step=auto or false"
+            )
         if reasons:
             log.info("model.fast_step=auto: Lightning's own training loop, because of %s", "; ".join(reasons))
             return False
-        log.info("model.fast_step: the whole training step %s", "as one CUDA graph" if device.type == "cuda" else "on static buffers")
+        log.info(
+            "model.fast_step: the whole training step %s",
+            "as one CUDA graph" if device.type == "cuda" else "on static buffers",
+        )
         return True
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits, labels, weight=self.class_weights, label_smoothing=self.hparams.loss["label_smoothing"])
+        return F.cross_entropy(
+            logits, labels, weight=self.class_weights, label_smoothing=self.hparams.loss["label_smoothing"]
+        )
 
-    def _record(self, stage: str, loss: torch.Tensor, probs: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor) -> None:
+    def _record(
+        self, stage: str, loss: torch.Tensor, probs: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor
+    ) -> None:
         self.outputs[stage].append((probs, labels, indices))
-        self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, batch_size=len(labels), prog_bar=stage != "train", sync_dist=True)
+        self.log(
+            f"{stage}/loss",
+            loss,
+            on_step=stage == "train",
+            on_epoch=True,
+            batch_size=len(labels),
+            prog_bar=stage != "train",
+            sync_dist=True,
+        )
 
     def _step(self, batch, stage: str) -> torch.Tensor:
         images, labels, indices = batch
@@ -183,9 +213,11 @@ class SkinClassifier(L.LightningModule):
         tensorboards = [logger for logger in self.loggers if isinstance(logger, TensorBoardLogger)]
         if not tensorboards or self.global_rank != 0:
             return
-        figure = confusion_figure(matrix.cpu().numpy(), self.classes, title=f"{stage}, epoch {self.current_epoch}")
+        figure = confusion_figure(matrix.cpu().numpy(), self.classes, title=f"{stage}, epoch {self.current_epoch + 1}")
+        # the step Lightning gives this epoch's scalars (validation runs before the last batch's step is counted)
+        step = self.trainer.fit_loop.epoch_loop._batches_that_stepped
         for logger in tensorboards:
-            logger.experiment.add_figure(f"{stage}/confusion_matrix", figure, self.global_step)
+            logger.experiment.add_figure(f"{stage}/confusion_matrix", figure, step)
 
     def on_train_epoch_end(self):
         self._epoch_end("train")

@@ -1,23 +1,23 @@
 """Everything about images: layout, validation split, decoding, sampling and batch augmentation."""
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_only
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 
-from skin_lightning.augment import build_augmentation, to_model_input
-from skin_lightning.callbacks import epoch_seed
-from skin_lightning.demo import make_demo_dataset
+from skin_lightning.data.augment import build_augmentation, to_model_input
+from skin_lightning.data.cache import decoded_store
+from skin_lightning.data.demo import make_demo_dataset
+from skin_lightning.data.images import decode_image, decode_into, default_workers, report_bad_images
+from skin_lightning.data.layouts import Layout, Samples, read_folder_layout, read_isic2019_layout
+from skin_lightning.data.sampling import DeviceBatches, EpochSampler, oversampler
+from skin_lightning.data.split import fold_split, stratified_split, write_split_csv
 from skin_lightning.errors import UserError
-from skin_lightning.cache import decoded_store
-from skin_lightning.images import decode_image, decode_into, default_workers, report_bad_images
-from skin_lightning.layouts import Layout, Samples, read_folder_layout, read_isic2019_layout
-from skin_lightning.split import fold_split, stratified_split, write_split_csv
 
 log = logging.getLogger(__name__)
 
@@ -56,92 +56,6 @@ def keep_batch(batch):
     return batch
 
 
-class EpochSampler(Sampler[int]):
-    """A new order (or, with weights, new draws with replacement) every epoch, from (seed, epoch) alone.
-
-    torch's RandomSampler and WeightedRandomSampler carry their random state from epoch to epoch,
-    so a run resumed from a checkpoint would see other images than one never stopped. Lightning
-    calls set_epoch before every epoch, also through the DistributedSamplerWrapper that splits
-    the sequence between ranks, so every rank computes the same sequence and takes its own share.
-    """
-
-    def __init__(self, size: int, seed: int, weights: np.ndarray | None = None):
-        self.size = size
-        self.seed = seed
-        self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.size
-
-    def draw(self) -> torch.Tensor:
-        """This epoch's sequence of sample indices, as one CPU tensor."""
-        generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
-        if self.weights is None:
-            return torch.randperm(self.size, generator=generator)
-        return torch.multinomial(self.weights, self.size, replacement=True, generator=generator)
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.draw().tolist())
-
-
-class DeviceBatches:
-    """Batches gathered from the decoded store held in the training device's memory: no DataLoader.
-
-    Each epoch's sequence comes from the same EpochSampler the DataLoader path uses (so the same
-    (seed, epoch) gives the same batches, and a resumed run is exact); it is drawn once per epoch,
-    copied to the device in one transfer, and every batch is then one gather on the device, with no
-    host work per image and no wait for the GPU. With several processes each rank takes every
-    world_size-th index of the sequence, padded with its first indices to equal shares, as torch's
-    DistributedSampler does. Lightning calls `sampler.set_epoch` before every epoch.
-    """
-
-    def __init__(
-        self,
-        images: torch.Tensor,
-        rows: torch.Tensor,
-        labels: torch.Tensor,
-        batch_size: int,
-        sampler: EpochSampler | None = None,
-        drop_last: bool = False,
-        rank: int = 0,
-        world_size: int = 1,
-    ):
-        self.images, self.rows, self.labels = images, rows, labels
-        self.batch_size, self.sampler, self.drop_last = batch_size, sampler, drop_last
-        self.rank, self.world_size = rank, world_size
-        self.batch_sampler = None  # Lightning looks for it beside `sampler`, as on a DataLoader
-
-    def _share(self) -> int:
-        return -(-len(self.labels) // self.world_size)
-
-    def __len__(self) -> int:
-        if self.drop_last:
-            return self._share() // self.batch_size
-        return -(-self._share() // self.batch_size)
-
-    def _order(self) -> torch.Tensor:
-        order = torch.arange(len(self.labels)) if self.sampler is None else self.sampler.draw()
-        if self.world_size > 1:
-            order = torch.cat([order, order[: self._share() * self.world_size - len(order)]])[self.rank :: self.world_size]
-        return order.to(self.images.device)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        order = self._order()
-        for batch in range(len(self)):
-            indices = order[batch * self.batch_size : (batch + 1) * self.batch_size]
-            yield self.images[self.rows[indices]], self.labels[indices], indices
-
-
-def oversampler(labels: list[int], num_classes: int, exponent: float, seed: int) -> EpochSampler:
-    """Draw each image with weight count(class)^-exponent: 1.0 balances classes, 0.5 half-way."""
-    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
-    return EpochSampler(len(labels), seed, counts[np.asarray(labels)] ** -exponent)
-
-
 class SkinDataModule(L.LightningDataModule):
     def __init__(
         self, data: Mapping, augment: Mapping | None, sampler: Mapping | None, seed: int, output_dir: str | None = None
@@ -177,7 +91,12 @@ class SkinDataModule(L.LightningDataModule):
         if test is None:
             kept, held = stratified_split(train.labels, self.cfg["test_fraction"], self.seed)
             train, test = train.subset(kept), train.subset(held)
-            log.info("held out %d images as the test split (data.test_fraction=%s, seed %d)", len(test), self.cfg["test_fraction"], self.seed)
+            log.info(
+                "held out %d images as the test split (data.test_fraction=%s, seed %d)",
+                len(test),
+                self.cfg["test_fraction"],
+                self.seed,
+            )
         if self.cfg["fold"] is None:
             kept, held = stratified_split(train.labels, self.cfg["val_fraction"], self.seed)
         else:
@@ -206,7 +125,8 @@ class SkinDataModule(L.LightningDataModule):
         for name, split in samples.items():
             split = split.subset([i for i, path in enumerate(split.paths) if path not in unreadable])
             samples[name] = split
-            self.splits[name] = ImageSet(split, size, None) if store is None else ImageSet(split, size, store.images, store.rows(split.paths))
+            stored = (None,) if store is None else (store.images, store.rows(split.paths))
+            self.splits[name] = ImageSet(split, size, *stored)
         listing = (self.output_dir or Path(".")) / "bad_images.tsv" if rank_zero_only.rank == 0 else None
         report_bad_images(bad, self.cfg["on_bad_image"], listing)
         return samples

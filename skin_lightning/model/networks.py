@@ -52,7 +52,10 @@ def _local_network(arch: str, path: Path) -> nn.Module:
 def build_network(arch: str, num_classes: int, weights: str = "none", freeze_backbone: bool = False) -> nn.Module:
     """`weights` is "imagenet" (torchvision download), "none", or the path of a local state dict."""
     if arch not in torchvision.models.list_models(module=torchvision.models):
-        raise UserError(f"model.arch={arch} is not a torchvision classifier; e.g. resnet18, resnet50, efficientnet_b0, convnext_tiny")
+        raise UserError(
+            f"model.arch={arch} is not a torchvision classifier; "
+            "e.g. resnet18, resnet50, efficientnet_b0, convnext_tiny"
+        )
     if weights == "imagenet":
         network = _imagenet_network(arch)
     elif weights in ("none", None):

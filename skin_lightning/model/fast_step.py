@@ -48,7 +48,11 @@ class WholeStep:
         images, labels = self.inputs
         self.optimizer.zero_grad(set_to_none=False)
         # the autocast cache would hand the capture weights cast before it: a replay would then use stale copies
-        autocast = torch.autocast(images.device.type, dtype=self.dtype, cache_enabled=False) if self.dtype else contextlib.nullcontext()
+        autocast = (
+            torch.autocast(images.device.type, dtype=self.dtype, cache_enabled=False)
+            if self.dtype
+            else contextlib.nullcontext()
+        )
         with autocast:
             logits = self.network(images).float()
             loss = self.loss(logits, labels)

@@ -56,7 +56,11 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 
 def _reason(path: Path, error: Exception) -> str:
     if isinstance(error, UnidentifiedImageError):
-        return "empty file (0 bytes)" if path.stat().st_size == 0 else "cannot identify image file: not an image Pillow can read"
+        return (
+            "empty file (0 bytes)"
+            if path.stat().st_size == 0
+            else "cannot identify image file: not an image Pillow can read"
+        )
     return str(error) or type(error).__name__
 
 
@@ -70,7 +74,9 @@ def decode_image(path: Path, size: int) -> np.ndarray:
                     path, f"{width}x{height} pixels, over Pillow's decompression-bomb limit of {Image.MAX_IMAGE_PIXELS}"
                 )
             if min(width, height) < MIN_SIDE:
-                raise BadImageError(path, f"{width}x{height} pixels, too small to show a lesion (at least {MIN_SIDE}x{MIN_SIDE})")
+                raise BadImageError(
+                    path, f"{width}x{height} pixels, too small to show a lesion (at least {MIN_SIDE}x{MIN_SIDE})"
+                )
             # a JPEG much larger than `size` decodes at 1/2, 1/4 or 1/8 scale (still >= size): several times faster
             image.draft("RGB", (size, size))
             image = _to_rgb(ImageOps.exif_transpose(image))
@@ -136,7 +142,9 @@ def decode_into(
     global _job
     workers = workers or available_cores()
     blocks = [range(start, min(start + 256, len(paths))) for start in range(0, len(paths), 256)]
-    forking = "fork" in multiprocessing.get_all_start_methods() and _is_shared(store) and workers > 1 and len(blocks) > 1
+    forking = (
+        "fork" in multiprocessing.get_all_start_methods() and _is_shared(store) and workers > 1 and len(blocks) > 1
+    )
     _job = (paths, size, store)
     try:
         if forking:
@@ -186,5 +194,6 @@ def report_bad_images(bad: list[BadImageError], policy: str, listing: Path | Non
     shown = "\n  ".join(lines[:20]) + (f"\n  ... and {len(lines) - 20} more" if len(lines) > 20 else "")
     raise UserError(
         f"{len(bad)} images could not be read:\n  {shown}\n"
-        "Fix or remove them, or pass data.on_bad_image=skip to train without them (they are then listed in the run directory)."
+        "Fix or remove them, or pass data.on_bad_image=skip to train without them "
+        "(they are then listed in the run directory)."
     )

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from skin_lightning.data.images import BadImageError, decode_into, shared_store
 from skin_lightning.errors import UserError
-from skin_lightning.images import BadImageError, decode_into, shared_store
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,9 @@ IMAGE_SIZE = 64
 COMPLETE_MARKER = ".complete"
 
 
-def draw_lesion(rng: np.random.Generator, colour, radius: float, irregularity: float, dots: float, size: int) -> np.ndarray:
+def draw_lesion(
+    rng: np.random.Generator, colour, radius: float, irregularity: float, dots: float, size: int
+) -> np.ndarray:
     yy, xx = np.mgrid[0:size, 0:size] / size
     skin = np.array([0.86, 0.68, 0.58]) + rng.normal(0, 0.04, 3)
     image = skin + rng.normal(0, 0.03, (size, size, 3))

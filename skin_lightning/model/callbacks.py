@@ -12,12 +12,8 @@ import lightning as L
 import numpy as np
 import torch
 
+from skin_lightning.data.seeding import epoch_seed
 from skin_lightning.errors import UserError
-
-
-def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
-    """A well-mixed 32-bit seed for one epoch of one rank (seed + epoch would overlap across runs)."""
-    return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
 
 
 class ReseedEveryEpoch(L.Callback):

@@ -39,7 +39,9 @@ def read_checkpoint(path: str | Path, map_location="cpu") -> dict:
             "written by skin_lightning.train, or ask their author for one saved with plain hyperparameters"
         ) from error
     except (RuntimeError, EOFError, OSError) as error:
-        raise UserError(f"{path} is not a readable PyTorch checkpoint (truncated or another format): {error}") from error
+        raise UserError(
+            f"{path} is not a readable PyTorch checkpoint (truncated or another format): {error}"
+        ) from error
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise UserError(f"{path} is not a Lightning checkpoint: it has no state_dict")
     return checkpoint

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from skin_lightning.errors import UserError
-from skin_lightning.reports import BOOTSTRAP
-from skin_lightning.stats import mcnemar_exact, paired_bootstrap_difference
+from skin_lightning.results.scores import BOOTSTRAP
+from skin_lightning.results.stats import mcnemar_exact, paired_bootstrap_difference
 
 PREDICTIONS_FILE = "test_predictions.csv"
 

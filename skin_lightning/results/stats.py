@@ -14,6 +14,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy.stats import binomtest
 
+from skin_lightning.model.metrics import headline_scores
+
 __all__ = [
     "bootstrap_intervals",
     "holm",
@@ -21,7 +23,7 @@ __all__ = [
     "mean_sd",
     "paired_bootstrap_difference",
     "point_metrics",
-    "stratified_folds",
+    "proportion_interval",
 ]
 
 
@@ -77,35 +79,6 @@ def _confusion(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.n
     return flat.reshape(1, num_classes, num_classes)
 
 
-def _metrics_from_confusions(cm: np.ndarray) -> dict[str, np.ndarray]:
-    """Metrics for a stack of confusion matrices (rows = true class).
-
-    Point estimates and bootstrap replicates both go through here, so an
-    interval can never drift from the number it is reported next to.
-
-    Averages run over the classes present in the true labels: a class with no
-    test images has no recall to estimate. F1 is 2TP / (2TP + FP + FN), which
-    is 0 for a present class that is never predicted (no 0/0 precision) and
-    would be 0 for a class with neither predictions nor support, though such a
-    class is absent and so never enters macro_f1. This differs from
-    scikit-learn's macro F1, which also averages over predicted-only classes.
-    """
-    tp = np.diagonal(cm, axis1=1, axis2=2).astype(np.float64)
-    support = cm.sum(axis=2)
-    predicted = cm.sum(axis=1)
-    present = np.flatnonzero(support[0] > 0)
-    recall = tp[:, present] / support[:, present]
-    f1 = 2.0 * tp[:, present] / (support[:, present] + predicted[:, present])
-    metrics = {
-        "accuracy": tp.sum(axis=1) / support.sum(axis=1),
-        "balanced_accuracy": recall.mean(axis=1),
-        "macro_f1": f1.mean(axis=1),
-    }
-    for column, k in enumerate(present):
-        metrics[f"recall/{k}"] = recall[:, column]
-    return metrics
-
-
 def _resampled_confusions(
     y_true: np.ndarray,
     preds: Sequence[np.ndarray],
@@ -144,13 +117,13 @@ def point_metrics(y_true: ArrayLike, y_pred: ArrayLike, num_classes: int) -> dic
     """Test-set metrics, computed by the same code as their bootstrap intervals.
 
     Keys: "accuracy", "balanced_accuracy", "macro_f1" and "recall/<k>" for
-    every class k present in y_true (see `_metrics_from_confusions`).
+    every class k present in y_true (see `headline_scores`).
     """
     _check_int("num_classes", num_classes, 1)
     y_true = _as_labels("y_true", y_true, num_classes)
     y_pred = _as_labels("y_pred", y_pred, num_classes)
     _check_same_length(y_true=y_true, y_pred=y_pred)
-    metrics = _metrics_from_confusions(_confusion(y_true, y_pred, num_classes))
+    metrics = headline_scores(_confusion(y_true, y_pred, num_classes))
     return {name: float(values[0]) for name, values in metrics.items()}
 
 
@@ -176,7 +149,7 @@ def bootstrap_intervals(
     y_pred = _as_labels("y_pred", y_pred, num_classes)
     _check_same_length(y_true=y_true, y_pred=y_pred)
     (cms,) = _resampled_confusions(y_true, [y_pred], num_classes, n_resamples, seed)
-    metrics = _metrics_from_confusions(cms)
+    metrics = headline_scores(cms)
     return {name: _percentile_interval(values, confidence) for name, values in metrics.items()}
 
 
@@ -208,9 +181,24 @@ def paired_bootstrap_difference(
         raise ValueError(f"metric must be one of {sorted(point_a)}, got {metric!r}")
     point_b = point_metrics(y_true, pred_b, num_classes)
     cms_a, cms_b = _resampled_confusions(y_true, [pred_a, pred_b], num_classes, n_resamples, seed)
-    diffs = _metrics_from_confusions(cms_b)[metric] - _metrics_from_confusions(cms_a)[metric]
+    diffs = headline_scores(cms_b)[metric] - headline_scores(cms_a)[metric]
     low, high = _percentile_interval(diffs, confidence)
     return point_b[metric] - point_a[metric], low, high
+
+
+def proportion_interval(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float] | None:
+    """Wilson score interval of a single proportion such as one class's recall; None when nothing was counted.
+
+    Unlike a percentile bootstrap it does not collapse at 0/n or n/n: 25 of 25 right gives
+    [0.867, 1.000], the plausible true rates that such a result does not rule out.
+    """
+    _check_int("trials", trials, 0)
+    if not 0 <= successes <= trials:
+        raise ValueError(f"successes must lie in [0, trials={trials}], got {successes!r}")
+    if trials == 0:
+        return None
+    result = binomtest(int(successes), int(trials)).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(result.low), float(result.high)
 
 
 def mcnemar_exact(correct_a: ArrayLike, correct_b: ArrayLike) -> float:
@@ -264,27 +252,3 @@ def mean_sd(values: ArrayLike) -> tuple[float, float, int]:
         raise ValueError("values is empty")
     sd = float(arr.std(ddof=1)) if arr.size >= 2 else float("nan")
     return float(arr.mean()), sd, int(arr.size)
-
-
-def stratified_folds(labels: ArrayLike, n_folds: int, seed: int) -> list[np.ndarray]:
-    """Validation indices of each fold, with every class spread evenly.
-
-    Per class the indices are shuffled and dealt round-robin; the dealer keeps
-    its position from one class to the next, so the remainders of different
-    classes land on different folds and fold sizes differ by at most one.
-    """
-    _check_int("n_folds", n_folds, 2)
-    labels = _as_labels("labels", labels)
-    if n_folds > labels.size:
-        raise ValueError(
-            f"n_folds ({n_folds}) exceeds the number of labels ({labels.size}); "
-            "some folds would be empty"
-        )
-    rng = np.random.default_rng(seed)
-    fold_of = np.empty(labels.size, dtype=np.int64)
-    start = 0
-    for k in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == k))
-        fold_of[members] = (start + np.arange(members.size)) % n_folds
-        start = (start + members.size) % n_folds
-    return [np.flatnonzero(fold_of == fold) for fold in range(n_folds)]

@@ -1,0 +1,75 @@
+"""The report of a test: what `train` writes after fitting and `evaluate` writes for any checkpoint.
+
+One function, so both commands (and the sweep's fold ensembles) leave the same files with the same
+metrics.json layout; README's "What a test writes" lists them.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from skin_lightning.model.confusion import confusion_figure
+from skin_lightning.results.figures import reliability_figure, roc_figure, save
+from skin_lightning.results.scores import BOOTSTRAP, CONFIDENCE, PER_CLASS_FIELDS, score
+from skin_lightning.results.tables import report_rows, with_interval, write_predictions, write_table
+
+REPORT = "report"
+
+
+def interval_note() -> str:
+    return (
+        f"[low, high]: {CONFIDENCE:.0%} intervals. Accuracy and each class's ratios: Wilson score interval, the "
+        "true rates this count of right and wrong images does not rule out (it stays wide for 25 of 25 right). "
+        f"Balanced accuracy and macro F1: percentile bootstrap ({BOOTSTRAP['resamples']} resamples of the test "
+        "images within each class), how much the score moves with the draw of test images for a fixed class mix; "
+        "it narrows to a point when every image of every class is right, so read the per-class intervals then. "
+        "Neither covers the randomness of training: compare several seeds for that."
+    )
+
+
+def _headline(summary: dict, name: str) -> str:
+    return with_interval(summary[name], summary["intervals"][name])
+
+
+def write_reports(
+    output_dir: Path,
+    probs: np.ndarray,
+    labels: np.ndarray,
+    paths: list,
+    classes: list[str],
+    extra: dict,
+    bins: int = 15,
+) -> dict:
+    """metrics.json, report.{md,csv}, confusion matrices, ROC and reliability PNGs, test_predictions.csv."""
+    output_dir = Path(output_dir)
+    summary, curves = score(probs, labels, classes, bins)
+    summary = {**extra, **summary}
+    (output_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+    auroc = "n/a" if summary["auroc"] is None else f"{summary['auroc']:.4f}"
+    intro = [
+        f"# Test report ({summary['num_images']} images)",
+        "",
+        *(f"- {key}: {value}" for key, value in extra.items() if not isinstance(value, dict)),
+        "",
+        "Balanced multi-class accuracy (ISIC 2019 score, mean recall of the classes in the test labels): "
+        f"{_headline(summary, 'balanced_accuracy')}  ",
+        f"Accuracy: {_headline(summary, 'accuracy')}  ",
+        f"Macro F1: {_headline(summary, 'macro_f1')}  ",
+        f"Macro AUROC: {auroc}, expected calibration error: {summary['calibration']['ece']:.4f}",
+        "",
+        interval_note(),
+        "",
+        "Recall is sensitivity and precision is PPV. Ratios count the top-probability class as the prediction; "
+        "auc_sens_80 is the area under the ROC curve where sensitivity is at least 80%. Averages run over the "
+        "classes present in the test labels.",
+    ]
+    write_table(output_dir, REPORT, ["class", *PER_CLASS_FIELDS, "support"], report_rows(summary), intro)
+    matrix = np.array(summary["confusion_matrix"])
+    save(confusion_figure(matrix, classes, title="test, counts"), output_dir / "confusion_matrix.png")
+    shares = confusion_figure(matrix, classes, title="test, share of each true class", shares_in_cells=True)
+    save(shares, output_dir / "confusion_matrix_normalized.png")
+    save(roc_figure(curves, summary["per_class"]), output_dir / "roc_curves.png")
+    save(reliability_figure(summary["calibration"]), output_dir / "reliability.png")
+    write_predictions(output_dir / "test_predictions.csv", paths, labels, probs, classes)
+    return summary

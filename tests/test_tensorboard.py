@@ -1,0 +1,87 @@
+"""TensorBoard from the first epoch: HParams with per-epoch metrics, Custom Scalars, train/lr, and
+confusion images at the steps of the scalars they belong to."""
+
+import json
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.custom_scalar import layout_pb2
+from tensorboard.plugins.hparams import plugin_data_pb2
+
+from skin_lightning.errors import UserError
+from skin_lightning.train import train
+
+from conftest import FAST, compose_train
+
+TWO_EPOCHS = [*FAST, "experiment=demo", "trainer.max_epochs=2"]
+
+
+def events(run_dir) -> EventAccumulator:
+    (folder,) = {path.parent for path in (run_dir / "tensorboard").rglob("events.out.tfevents.*")}
+    return EventAccumulator(str(folder), size_guidance={"images": 0, "scalars": 0, "tensors": 0}).Reload()
+
+
+def hparams_tab(accumulator: EventAccumulator) -> tuple[dict, list[str]]:
+    """The settings and metric names of the HParams tab, as the plugin reads them."""
+    content = accumulator.PluginTagToContent("hparams")
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
+    start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
+    settings = {
+        name: value.WhichOneof("kind") and getattr(value, value.WhichOneof("kind"))
+        for name, value in start.hparams.items()
+    }
+    return settings, [info.name.tag for info in experiment.metric_infos]
+
+
+def steps(accumulator: EventAccumulator, tag: str) -> list[int]:
+    return [event.step for event in accumulator.Scalars(tag)]
+
+
+def test_a_finished_run_shows_every_epoch_and_the_test_scores(tmp_path, demo_root):
+    summary = train(compose_train([*TWO_EPOCHS, f"data.root={demo_root}", f"output_dir={tmp_path}"]))
+    accumulator = events(tmp_path)
+    tags = accumulator.Tags()["scalars"]
+    assert "epoch" not in tags and not any(tag.startswith("lr-") for tag in tags)
+    assert len(steps(accumulator, "train/lr")) == 2 and 0 < accumulator.Scalars("train/lr")[0].value <= 2.000001e-3
+    val_steps = steps(accumulator, "val/balanced_accuracy")
+    assert len(val_steps) == 2 and val_steps == steps(accumulator, "train/balanced_accuracy")
+    assert [image.step for image in accumulator.Images("val/confusion_matrix")] == val_steps
+
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    for name in ("accuracy", "balanced_accuracy", "macro_f1", "auroc"):
+        (logged,) = accumulator.Scalars(f"test/{name}")
+        assert logged.value == pytest.approx(metrics[name], abs=1e-6), name
+    assert summary["balanced_accuracy"] == metrics["balanced_accuracy"]
+
+    settings, metric_tags = hparams_tab(accumulator)
+    assert settings["optim.name"] == "adamw" and settings["model.arch"] == "resnet18" and settings["seed"] == 42
+    assert {"val/balanced_accuracy", "val/macro_f1", "val/auroc", "test/balanced_accuracy"} <= set(metric_tags)
+    assert all(tag in tags for tag in metric_tags)  # every HParams metric has values to show
+
+    (config,) = accumulator.Tensors("custom_scalars__config__")  # the layout travels in the tensor
+    layout = layout_pb2.Layout.FromString(config.tensor_proto.string_val[0])
+    charts = {chart.title: list(chart.multiline.tag) for category in layout.category for chart in category.chart}
+    assert charts["validation recall of each class"] == ["^val/recall/(AK|BCC|BKL|DF|MEL|NV|SCC|VASC)$"]
+    assert charts["loss"] == ["^train/loss_epoch$", "^val/loss$"] and {"train/loss_epoch", "val/loss"} <= set(tags)
+
+
+def test_an_interrupted_run_already_has_its_hparams_and_validation_scores(tmp_path, demo_root):
+    """The run dies in its second epoch: the HParams tab still lists it with the first epoch's scores."""
+    overrides = [
+        *TWO_EPOCHS,
+        f"data.root={demo_root}",
+        f"output_dir={tmp_path}",
+        "+callbacks.poison._target_=probes.PoisonAt",
+        "+callbacks.poison.epoch=1",
+        "+callbacks.poison.batch=0",
+    ]
+    with pytest.raises(UserError, match="loss became nan at epoch 1"):
+        train(compose_train(overrides))
+    accumulator = events(tmp_path)
+    settings, metric_tags = hparams_tab(accumulator)
+    assert settings["data.image_size"] == 32 and settings["trainer.max_epochs"] == 2
+    tags = accumulator.Tags()["scalars"]
+    shown = {tag: accumulator.Scalars(tag)[-1].value for tag in metric_tags if tag in tags}
+    assert set(shown) == {"val/balanced_accuracy", "val/macro_f1", "val/auroc"}
+    assert all(0 <= value <= 1 for value in shown.values())
+    assert not (tmp_path / "metrics.json").exists()
