@@ -30,7 +30,8 @@ def check_method(method: str) -> None:
 
 
 def _grids(network: nn.Module, layers: dict[str, nn.Module], image_size: int) -> dict[str, tuple[int, ...]]:
-    """The output shape (without the batch) of each named layer, for one blank image of the run's size."""
+    """The output shape (without the batch) of each named layer that runs, in the order they run, for one
+    blank image of the run's size. Leaves the network in eval mode, as explaining needs it."""
     shapes: dict[str, tuple[int, ...]] = {}
 
     def record(name: str):
@@ -46,7 +47,7 @@ def _grids(network: nn.Module, layers: dict[str, nn.Module], image_size: int) ->
     finally:
         for hook in hooks:
             hook.remove()
-    return {name: shapes[name] for name in layers if name in shapes}
+    return shapes
 
 
 def stage_grids(network: nn.Module, image_size: int) -> dict[str, tuple[int, int]]:
@@ -76,6 +77,7 @@ def choose_layer(network: nn.Module, image_size: int, name: str | None = None) -
         finest = max(grids, key=lambda stage: min(grids[stage]))
         log.warning("no layer has a %dx%d grid at %d px; using the finest, %s", MIN_GRID, MIN_GRID, image_size, finest)
         return finest, grids[finest]
+    name = str(name)  # layer=0 reaches here as an int
     try:
         layer = network.get_submodule(name)
     except AttributeError:

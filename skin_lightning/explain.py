@@ -82,7 +82,7 @@ def explain(cfg: DictConfig) -> Path:
     device = resolve_device(cfg.device)
     network = model.network.to(device)
     layer, grid = choose_layer(network, model.image_size, cfg.layer)
-    where = f"{layer}, {grid[0]}x{grid[1]}"
+    where, cell = f"{layer}, {grid[0]}x{grid[1]}", model.image_size / grid[0]
     paths, labels = _chosen(cfg, model)
     images, good, bad = decode_all(paths, model.image_size, desc="decoding")
     report_bad_images(bad, "error" if labels is None else cfg.data.on_bad_image, output_dir / "bad_images.tsv")
@@ -93,7 +93,7 @@ def explain(cfg: DictConfig) -> Path:
     if labels is not None:
         labels = labels[good]
         order = np.argsort(probs[order, labels])[: cfg.count]
-    log.info("%s at %s (one cell = %.0f px of a %d px image) for %d images", cfg.method, where, model.image_size / grid[0], model.image_size, len(order))
+    log.info("%s at %s (one cell = %.0f px of a %d px image) for %d images", cfg.method, where, cell, model.image_size, len(order))
     maps = class_maps(network, to_model_input(torch.from_numpy(images[order]).to(device)), predicted[order], layer, cfg.method)
     titles, captions = [], []
     for k, heat in zip(order, maps):
@@ -102,7 +102,8 @@ def explain(cfg: DictConfig) -> Path:
         evidence = "" if heat.max() > 0 else "\nno positive evidence here"
         captions.append(f"{cfg.method}, {where}{evidence}")
     overlays = overlays_of(images[order], maps)
-    heading = f"{cfg.method} for the predicted class at {where} (one cell = {model.image_size / grid[0]:.0f} px of {model.image_size} px)"
+    target = "the activations' main pattern, whatever the class" if cfg.method == "eigencam" else "the predicted class"
+    heading = f"{cfg.method} for {target} at {where} (one cell = {cell:.0f} px of {model.image_size} px)"
     figure = overlay_grid(images[order], overlays, titles, captions, heading, grid)
     path = output_dir / f"{cfg.method}.png"
     figure.savefig(path, dpi=120)
