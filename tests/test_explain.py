@@ -143,8 +143,8 @@ def test_gradcam_depends_on_the_weights(corner_maps):
     (0.30 on an earlier variant of these images with two threads). A map that ignores the weights
     scores 1.0; 0 is out of reach, since an untrained network's map still follows the image's contrast.
     The threshold, 0.5, leaves 0.17 of margin above the measurement and is half-way to 1. At the same
-    layer Grad-CAM++ (0.49) and EigenCAM (0.48) barely pass it and LayerCAM (0.65) fails: their maps
-    owe more to the image than Grad-CAM's do (see README).
+    layer Grad-CAM++ (0.49) and EigenCAM (0.48) barely pass it, and LayerCAM (0.65) and Score-CAM (0.53)
+    fail: their maps owe more to the image than Grad-CAM's do (see README).
     """
     trained, untrained = corner_maps["trained"], corner_maps["untrained"]
     both = (trained.max(axis=(1, 2)) > 0) & (untrained.max(axis=(1, 2)) > 0)
