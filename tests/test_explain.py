@@ -40,13 +40,14 @@ def corner_images(count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.
     for index, label in enumerate(labels):
         image = np.array([0.86, 0.68, 0.58]) + rng.normal(0, 0.03, 3) + rng.normal(0, 0.04, (SIZE, SIZE, 3))
         lesion_corner, distractor_corner = rng.choice(len(CORNERS), 2, replace=False)
-        for colour, corner, radius in ((LESION_COLOURS[label], lesion_corner, LESION_RADIUS), (DISTRACTOR, distractor_corner, 0.12)):
+        blobs = ((LESION_COLOURS[label], lesion_corner, LESION_RADIUS, True), (DISTRACTOR, distractor_corner, 0.12, False))
+        for colour, corner, radius, is_lesion in blobs:
             if colour is None:
                 continue
             cy, cx = (np.array(CORNERS[corner]) + rng.normal(0, 0.03, 2)) * SIZE
             inside = np.hypot(yy - cy, xx - cx) < radius * SIZE * rng.uniform(0.85, 1.15)
             image[inside] = np.array(colour) + rng.normal(0, 0.05, 3) + rng.normal(0, 0.04, (inside.sum(), 3))
-            if colour is not DISTRACTOR:
+            if is_lesion:
                 masks[index] = inside
         images[index] = (np.clip(image, 0, 1) * 255).astype(np.uint8)
     return images, labels, masks
