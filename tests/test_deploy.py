@@ -1,4 +1,4 @@
-"""Predict, export and explain on a checkpoint trained in-test (FAST, demo data)."""
+"""Predict and export on a checkpoint trained in-test (FAST, demo data); explain has tests/test_explain.py."""
 
 import json
 import shutil
@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from skin_lightning.errors import UserError
-from skin_lightning.explain import explain
 from skin_lightning.export import export_model
 from skin_lightning.model.inference import load_checkpoint, predict_probs
 from skin_lightning.predict import predict
@@ -82,12 +81,3 @@ def test_export_matches_pytorch(demo_checkpoint, tmp_path, fmt):
         metadata = json.loads(files["metadata.json"])
     assert np.abs(exported - expected).max() < 1e-4
     assert json.loads(metadata["classes"]) == model.classes and metadata["image_size"] == str(model.image_size)
-
-
-def test_explain_writes_a_grid_and_tensorboard(demo_checkpoint, demo_root, tmp_path):
-    cfg = compose_config(
-        "explain", [f"ckpt_path={demo_checkpoint}", f"data.root={demo_root}", "count=3", f"output_dir={tmp_path}"]
-    )
-    grid = explain(cfg)
-    assert grid.stat().st_size > 10_000
-    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
