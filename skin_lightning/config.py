@@ -5,13 +5,14 @@ import re
 from omegaconf import DictConfig, OmegaConf
 
 from skin_lightning.errors import UserError
+from skin_lightning.losses import LOSSES
 
 CHOICES = {
     "data.layout": ("folder", "demo", "isic2019"),
     "data.cache": ("memory", "disk", "none"),
     "data.on_bad_image": ("error", "skip"),
     "sampler.name": ("shuffle", "oversample"),
-    "loss.name": ("ce", "weighted_ce"),
+    "loss.name": LOSSES,
     "optim.name": ("sgd", "adamw"),
     "optim.scheduler": ("none", "cosine"),
 }
@@ -20,6 +21,24 @@ CHOICES = {
 def _require(condition: bool, key: str, value, expected: str) -> None:
     if not condition:
         raise UserError(f"{key}={value} is invalid: expected {expected}")
+
+
+def _check_imbalance_settings(cfg: DictConfig) -> None:
+    """The long-tail settings a loss or sampler has (each reads only its own)."""
+    for key in ("sampler.defer_epochs", "loss.defer_epochs"):
+        value = OmegaConf.select(cfg, key)
+        if value is not None:
+            _require(isinstance(value, int) and value >= 0, key, value, "a whole number of epochs >= 0")
+    loss = cfg.loss
+    if "gamma" in loss:
+        _require(loss.gamma >= 0, "loss.gamma", loss.gamma, "a number >= 0 (0: cross-entropy)")
+    if "beta" in loss:
+        _require(0 <= loss.beta < 1, "loss.beta", loss.beta, "a number in [0, 1)")
+    for key in ("alpha_exponent", "max_margin", "tau"):
+        if key in loss:
+            _require(loss[key] >= 0, f"loss.{key}", loss[key], "a number >= 0")
+    if "scale" in loss:
+        _require(loss.scale > 0, "loss.scale", loss.scale, "a positive number")
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -44,6 +63,7 @@ def check_config(cfg: DictConfig) -> None:
     _require(workers == "auto" or (isinstance(workers, int) and workers >= 0), "data.num_workers", workers, "auto or a whole number >= 0")
     if cfg.sampler.name == "oversample":
         _require(cfg.sampler.exponent >= 0, "sampler.exponent", cfg.sampler.exponent, "a number >= 0 (1 = inverse frequency)")
+    _check_imbalance_settings(cfg)
     _require(cfg.optim.lr > 0, "optim.lr", cfg.optim.lr, "a positive number")
     _require(0 <= cfg.optim.warmup_fraction < 1, "optim.warmup_fraction", cfg.optim.warmup_fraction, "a number in [0, 1)")
     _require(0 <= cfg.loss.label_smoothing < 1, "loss.label_smoothing", cfg.loss.label_smoothing, "a number in [0, 1)")

@@ -62,12 +62,15 @@ class EpochSampler(Sampler[int]):
     so a run resumed from a checkpoint would see other images than one never stopped. Lightning
     calls set_epoch before every epoch, also through the DistributedSamplerWrapper that splits
     the sequence between ranks, so every rank computes the same sequence and takes its own share.
+    Deferred re-sampling (Cao et al. 2019) shuffles before epoch `defer_epochs` and draws by weight
+    from then on.
     """
 
-    def __init__(self, size: int, seed: int, weights: np.ndarray | None = None):
+    def __init__(self, size: int, seed: int, weights: np.ndarray | None = None, defer_epochs: int = 0):
         self.size = size
         self.seed = seed
         self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
+        self.defer_epochs = defer_epochs
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -78,15 +81,15 @@ class EpochSampler(Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
-        if self.weights is None:
+        if self.weights is None or self.epoch < self.defer_epochs:
             return iter(torch.randperm(self.size, generator=generator).tolist())
         return iter(torch.multinomial(self.weights, self.size, replacement=True, generator=generator).tolist())
 
 
-def oversampler(labels: list[int], num_classes: int, exponent: float, seed: int) -> EpochSampler:
+def oversampler(labels: list[int], num_classes: int, exponent: float, seed: int, defer_epochs: int = 0) -> EpochSampler:
     """Draw each image with weight count(class)^-exponent: 1.0 balances classes, 0.5 half-way."""
     counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
-    return EpochSampler(len(labels), seed, counts[np.asarray(labels)] ** -exponent)
+    return EpochSampler(len(labels), seed, counts[np.asarray(labels)] ** -exponent, defer_epochs)
 
 
 class SkinDataModule(L.LightningDataModule):
@@ -188,7 +191,9 @@ class SkinDataModule(L.LightningDataModule):
         train = self.splits["train"]
         drop_last = len(train) > self.cfg["batch_size"]  # a last batch of one image breaks BatchNorm
         if self.sampler_cfg["name"] == "oversample":
-            sampler = oversampler(train.samples.labels, len(self.classes), self.sampler_cfg["exponent"], self.seed)
+            sampler = oversampler(
+                train.samples.labels, len(self.classes), self.sampler_cfg["exponent"], self.seed, self.sampler_cfg["defer_epochs"]
+            )
         else:
             sampler = EpochSampler(len(train), self.seed)
         return self._loader("train", sampler=sampler, drop_last=drop_last)

@@ -1,32 +1,21 @@
 """The network, its loss, optimiser and schedule, and the metrics of every stage."""
 
 import math
-from collections.abc import Mapping
 
 import lightning as L
 import numpy as np
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 
 from skin_lightning.errors import UserError
+from skin_lightning.losses import build_loss
 from skin_lightning.metrics import named_scalars, stage_metrics
 from skin_lightning.models import build_network
 from skin_lightning.reports import confusion_figure
 
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adamw": torch.optim.AdamW}
 SCHEDULE_KEYS = ("name", "scheduler", "warmup_fraction")
-
-
-def class_weights(class_counts: list[int], loss: Mapping) -> torch.Tensor | None:
-    """count^-exponent per class for weighted_ce (1/count with the default exponent 1), else None."""
-    if loss["name"] == "ce":
-        return None
-    counts = np.asarray(class_counts, dtype=np.float64)
-    if (counts == 0).any():
-        raise UserError("loss=weighted_ce needs every class in the training split; a class has no training images")
-    return torch.as_tensor(counts ** -float(loss["weight_exponent"]), dtype=torch.float32)
 
 
 def warmup_cosine(total_steps: int, warmup_steps: int):
@@ -55,7 +44,7 @@ class SkinClassifier(L.LightningModule):
         if model.get("compile", False):
             # in place, so state_dict keys (and checkpoints) stay those of the plain network
             self.net.compile()
-        self.register_buffer("class_weights", class_weights(class_counts, loss))
+        self.criterion = build_loss(loss, class_counts)
         # keys are prefixed: "train" would clash with nn.Module.train
         self.metrics = nn.ModuleDict({f"{stage}_": stage_metrics(len(classes)) for stage in ("train", "val", "test")})
         self.test_outputs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
@@ -66,13 +55,15 @@ class SkinClassifier(L.LightningModule):
     def _step(self, batch, stage: str):
         images, labels, indices = batch
         logits = self(images).float()
-        loss = F.cross_entropy(
-            logits, labels, weight=self.class_weights, label_smoothing=self.hparams.loss["label_smoothing"]
-        )
+        loss = self.criterion(logits, labels)
         probs = logits.detach().softmax(dim=1)
         self.metrics[f"{stage}_"].update(probs, labels)
         self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, batch_size=len(labels), prog_bar=True, sync_dist=True)
         return loss, probs, labels, indices
+
+    def on_train_epoch_start(self):
+        # from the trainer's epoch, so a resumed run switches at the same epoch as an uninterrupted one
+        self.criterion.set_epoch(self.current_epoch)
 
     def training_step(self, batch, batch_idx):
         return self._step(batch, "train")[0]
