@@ -18,6 +18,7 @@ from skin_lightning.errors import UserError
 from skin_lightning.images import decode_all, report_bad_images
 from skin_lightning.inference import check_tta, load_checkpoint, predict_probs, resolve_device
 from skin_lightning.layouts import Samples
+from skin_lightning.logit_adjustment import adjust, check_logit_adjustment, resolve_tau
 from skin_lightning.reports import write_evaluation_reports
 
 log = logging.getLogger(__name__)
@@ -42,26 +43,38 @@ def evaluate(cfg: DictConfig) -> dict:
     if cfg.data.layout not in CHOICES["data.layout"]:
         raise UserError(f"data.layout={cfg.data.layout} is invalid: expected one of {', '.join(CHOICES['data.layout'])}")
     check_tta(cfg.tta)
+    check_logit_adjustment(cfg.logit_adjustment)
     output_dir = Path(cfg.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     model = load_checkpoint(Path(cfg.ckpt_path), cfg.image_size)
 
     datamodule = SkinDataModule(cfg.data, None, None, cfg.seed)
     datamodule.prepare_data()
-    samples = datamodule.read_splits()["test"]
-    labels = to_checkpoint_labels(samples, datamodule.classes, model.classes, f"data.root={cfg.data.root}")
-    images, good, bad = decode_all(samples.paths, model.image_size, desc="decoding test")
-    report_bad_images(bad, cfg.data.on_bad_image, output_dir / "bad_images.tsv")
-    paths = [path for path, keep in zip(samples.paths, good) if keep]
+    splits = datamodule.read_splits()
+    device = resolve_device(cfg.device)
 
-    probs = predict_probs(model, images, cfg.data.batch_size, cfg.tta, resolve_device(cfg.device))
+    def predict(split: str) -> tuple[np.ndarray, np.ndarray, list]:
+        samples = splits[split]
+        labels = to_checkpoint_labels(samples, datamodule.classes, model.classes, f"data.root={cfg.data.root}")
+        images, good, bad = decode_all(samples.paths, model.image_size, desc=f"decoding {split}")
+        listing = "bad_images.tsv" if split == "test" else f"bad_images_{split}.tsv"
+        report_bad_images(bad, cfg.data.on_bad_image, output_dir / listing)
+        paths = [path for path, keep in zip(samples.paths, good) if keep]
+        return predict_probs(model, images, cfg.data.batch_size, cfg.tta, device), labels[good], paths
+
+    probs, labels, paths = predict("test")
     extra = {
         "checkpoint": str(cfg.ckpt_path),
         "data": f"{cfg.data.layout} {cfg.data.root}",
         "tta": cfg.tta,
         "image_size": model.image_size,
     }
-    summary = write_evaluation_reports(output_dir, probs, labels[good], paths, model.classes, extra, cfg.calibration_bins)
+    if cfg.logit_adjustment is not None:
+        if model.class_counts is None:
+            raise UserError(f"ckpt_path={cfg.ckpt_path} does not record its training class counts, which logit_adjustment needs")
+        tau, extra["logit_adjustment"] = resolve_tau(cfg.logit_adjustment, model.class_counts, lambda: predict("val")[:2])
+        probs = adjust(probs, model.class_counts, tau)
+    summary = write_evaluation_reports(output_dir, probs, labels, paths, model.classes, extra, cfg.calibration_bins)
     log.info(
         "balanced accuracy %.4f, accuracy %.4f, ECE %.4f on %d images; reports in %s",
         summary["balanced_accuracy"], summary["accuracy"], summary["calibration"]["ece"], len(paths), output_dir,

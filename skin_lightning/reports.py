@@ -199,6 +199,7 @@ def write_test_reports(
         f"Accuracy: {_headline(summary, 'accuracy')}  ",
         f"Macro F1: {_headline(summary, 'macro_f1')}  ",
         f"Macro AUROC: {summary['auroc']:.4f}",
+        *(f"- {key}: {summary[key]}" for key in ("tta", "logit_adjustment") if key in summary),
         "",
         interval_note(),
     ]
