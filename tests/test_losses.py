@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from conftest import FAST, compose_train
 
+from skin_lightning.config import check_config
 from skin_lightning.datamodule import EpochSampler, oversampler
 from skin_lightning.errors import UserError
 from skin_lightning.losses import LOSSES, build_loss
@@ -147,3 +148,17 @@ def test_deferred_switch_happens_at_the_named_epoch_also_after_resume(demo_root,
     ones = [1.0] * len(weighted)
     assert len(set(weighted)) > 1
     assert all(weights == (ones if epoch < 2 else weighted) for epoch, weights in seen)
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [("loss.beta=1.0", "loss.beta"), ("loss.gamma=-1", "loss.gamma"), ("loss.defer_epochs=1.5", "loss.defer_epochs")],
+)
+def test_bad_settings_name_their_key(override, key):
+    with pytest.raises(UserError, match=key):
+        check_config(compose_train(["data.root=/data", "loss=class_balanced", override]))
+
+
+def test_a_bad_deferral_of_the_sampler_names_its_key():
+    with pytest.raises(UserError, match="sampler.defer_epochs"):
+        check_config(compose_train(["data.root=/data", "sampler=oversample", "sampler.defer_epochs=-1"]))
