@@ -17,6 +17,13 @@ from skin_lightning.logit_adjustment import adjust, choose_tau, resolve_tau
 from skin_lightning.train import train
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
+# the study's arms: sampler, loss and post-hoc adjustment of each
+ARMS = {
+    "v4_oversample": ("oversample", "ce", None), "v2_weighted": ("shuffle", "weighted_ce", None),
+    "focal": ("shuffle", "focal", None), "cb_focal": ("shuffle", "class_balanced", None),
+    "balanced_softmax": ("shuffle", "balanced_softmax", None), "logit_adjusted": ("shuffle", "logit_adjusted", None),
+    "ldam_drw": ("shuffle", "ldam", None), "posthoc_ce": ("shuffle", "ce", "auto"),
+}
 
 
 def test_adjustment_by_hand():
@@ -70,14 +77,8 @@ def test_the_study_sweeps_every_arm_against_v4():
     study = OmegaConf.load(CONF / "experiment" / "imbalance_study.yaml")
     assert sorted(study.hydra.sweeper.params.imbalance.split(",")) == arms
     assert study.summary.reference == "v4_oversample" and study.hydra.mode == "MULTIRUN"
-    expected = {
-        "v4_oversample": ("oversample", "ce", None), "v2_weighted": ("shuffle", "weighted_ce", None),
-        "focal": ("shuffle", "focal", None), "cb_focal": ("shuffle", "class_balanced", None),
-        "balanced_softmax": ("shuffle", "balanced_softmax", None), "logit_adjusted": ("shuffle", "logit_adjusted", None),
-        "ldam_drw": ("shuffle", "ldam", None), "posthoc_ce": ("shuffle", "ce", "auto"),
-    }
-    assert sorted(expected) == arms
-    for arm, (sampler, loss, adjustment) in expected.items():
+    assert sorted(ARMS) == arms
+    for arm, (sampler, loss, adjustment) in ARMS.items():
         cfg = compose_train(["experiment=imbalance_study", "data.root=/data", f"imbalance={arm}"])
         assert (cfg.sampler.name, cfg.loss.name, cfg.logit_adjustment) == (sampler, loss, adjustment)
         assert (cfg.augment.rotation, cfg.optim.name, cfg.model.arch, cfg.trainer.max_epochs) == (30, "sgd", "resnet50", 20)
@@ -98,3 +99,13 @@ def test_the_study_runs_as_one_multirun_compared_with_v4(demo_root, tmp_path):
     assert "Reference: **imbalance=v4_oversample**" in markdown
     assert markdown.count("| completed |") == 2 and "| reference |" in markdown
     assert "| imbalance=ldam_drw |" in markdown
+
+
+def test_best_is_an_imbalance_arm_with_the_extras_at_v4s_budget():
+    best = compose_train(["experiment=best", "data.root=/data"])
+    v4 = compose_train(["experiment=v4_selective", "data.root=/data"])
+    for key in ("model.arch", "model.weights", "data.image_size", "data.batch_size", "trainer.max_epochs", "augment"):
+        assert OmegaConf.select(best, key) == OmegaConf.select(v4, key), key
+    assert (best.optim.name, best.optim.scheduler, best.loss.label_smoothing, best.tta) == ("adamw", "cosine", 0.1, "dihedral")
+    assert best.callbacks.ema._target_ == "skin_lightning.callbacks.EMAWeights"
+    assert (best.sampler.name, best.loss.name, best.logit_adjustment) in ARMS.values()
