@@ -36,6 +36,24 @@ def _require(condition: bool, key: str, value, expected: str) -> None:
         raise UserError(f"{key}={value} is invalid: expected {expected}")
 
 
+def _check_imbalance_settings(cfg: DictConfig) -> None:
+    """The long-tail settings a loss or sampler has (each reads only its own)."""
+    for key in ("sampler.defer_epochs", "loss.defer_epochs"):
+        value = OmegaConf.select(cfg, key)
+        if value is not None:
+            _require(isinstance(value, int) and value >= 0, key, value, "a whole number of epochs >= 0")
+    loss = cfg.loss
+    if "gamma" in loss:
+        _require(loss.gamma >= 0, "loss.gamma", loss.gamma, "a number >= 0 (0: cross-entropy)")
+    if "beta" in loss:
+        _require(0 <= loss.beta < 1, "loss.beta", loss.beta, "a number in [0, 1)")
+    for key in ("alpha_exponent", "max_margin", "tau"):
+        if key in loss:
+            _require(loss[key] >= 0, f"loss.{key}", loss[key], "a number >= 0")
+    if "scale" in loss:
+        _require(loss.scale > 0, "loss.scale", loss.scale, "a positive number")
+
+
 def check_config(cfg: DictConfig) -> None:
     if OmegaConf.is_missing(cfg.data, "root"):
         raise UserError(
@@ -83,6 +101,7 @@ def check_config(cfg: DictConfig) -> None:
         _require(
             cfg.sampler.exponent >= 0, "sampler.exponent", cfg.sampler.exponent, "a number >= 0 (1 = inverse frequency)"
         )
+    _check_imbalance_settings(cfg)
     _require(cfg.optim.lr > 0, "optim.lr", cfg.optim.lr, "a positive number")
     _require(
         0 <= cfg.optim.warmup_fraction < 1, "optim.warmup_fraction", cfg.optim.warmup_fraction, "a number in [0, 1)"

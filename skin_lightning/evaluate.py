@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 import hydra
+import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from skin_lightning.cli import CONFIG_DIR, reported
@@ -22,6 +23,7 @@ from skin_lightning.model.inference import (
     resolve_device,
     to_checkpoint_labels,
 )
+from skin_lightning.results.logit_adjustment import adjust, check_logit_adjustment, resolve_tau
 from skin_lightning.results.reports import write_reports
 
 log = logging.getLogger(__name__)
@@ -32,29 +34,49 @@ def evaluate(cfg: DictConfig) -> dict:
         raise UserError("data.root is not set: pass data.root=/path/to/data (its test split is evaluated)")
     check_choice(cfg, "data")
     check_tta(cfg.tta)
+    check_logit_adjustment(cfg.logit_adjustment)
     output_dir = Path(cfg.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     model = load_checkpoint(Path(cfg.ckpt_path), cfg.image_size)
 
     datamodule = SkinDataModule(cfg.data, None, None, cfg.seed)
     datamodule.prepare_data()
-    samples = datamodule.read_splits()["test"]
-    labels = to_checkpoint_labels(samples, datamodule.classes, model.classes, f"data.root={cfg.data.root}")
-    images, good, bad = decode_all(samples.paths, model.image_size, desc="decoding test")
-    report_bad_images(bad, cfg.data.on_bad_image, output_dir / "bad_images.tsv")
-    paths = [path for path, keep in zip(samples.paths, good) if keep]
+    splits = datamodule.read_splits()
+    device = resolve_device(cfg.device)
 
-    probs = predict_probs(model, images, cfg.data.batch_size, cfg.tta, resolve_device(cfg.device))
+    def predict(split: str) -> tuple[np.ndarray, np.ndarray, list]:
+        samples = splits[split]
+        labels = to_checkpoint_labels(samples, datamodule.classes, model.classes, f"data.root={cfg.data.root}")
+        images, good, bad = decode_all(samples.paths, model.image_size, desc=f"decoding {split}")
+        listing = "bad_images.tsv" if split == "test" else f"bad_images_{split}.tsv"
+        report_bad_images(bad, cfg.data.on_bad_image, output_dir / listing)
+        paths = [path for path, keep in zip(samples.paths, good) if keep]
+        return predict_probs(model, images, cfg.data.batch_size, cfg.tta, device), labels[good], paths
+
+    probs, labels, paths = predict("test")
     extra = {
         "checkpoint": str(cfg.ckpt_path),
         "data": f"{cfg.data.layout} {cfg.data.root}",
         "tta": cfg.tta,
         "image_size": model.image_size,
     }
-    summary = write_reports(output_dir, probs, labels[good], paths, model.classes, extra, cfg.calibration_bins)
+    if cfg.logit_adjustment is not None:
+        if model.class_counts is None:
+            raise UserError(
+                f"ckpt_path={cfg.ckpt_path} does not record its training class counts, which logit_adjustment needs"
+            )
+        tau, extra["logit_adjustment"] = resolve_tau(
+            cfg.logit_adjustment, model.class_counts, lambda: predict("val")[:2]
+        )
+        probs = adjust(probs, model.class_counts, tau)
+    summary = write_reports(output_dir, probs, labels, paths, model.classes, extra, cfg.calibration_bins)
     log.info(
         "balanced accuracy %.4f, accuracy %.4f, ECE %.4f on %d images; reports in %s",
-        summary["balanced_accuracy"], summary["accuracy"], summary["calibration"]["ece"], len(paths), output_dir,
+        summary["balanced_accuracy"],
+        summary["accuracy"],
+        summary["calibration"]["ece"],
+        len(paths),
+        output_dir,
     )
     return summary
 

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import hydra
 import lightning as L
+import numpy as np
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
@@ -16,9 +17,11 @@ from skin_lightning.data.datamodule import SkinDataModule
 from skin_lightning.model.callbacks import ReseedEveryEpoch, StopOnNonFiniteLoss
 from skin_lightning.model.checkpoints import AtomicCheckpointIO, resume_path
 from skin_lightning.model.hardware import resolve_precision
+from skin_lightning.model.inference import TrainedModel, check_tta, predict_probs
 from skin_lightning.model.metrics import HEADLINE
 from skin_lightning.model.module import SkinClassifier
 from skin_lightning.model.tensorboard import RunTensorBoard
+from skin_lightning.results.logit_adjustment import adjust, check_logit_adjustment, resolve_tau
 from skin_lightning.results.reports import write_reports
 
 log = logging.getLogger(__name__)
@@ -58,8 +61,33 @@ def validation_scores(
     }
 
 
+def test_time_probs(
+    cfg: DictConfig, module: SkinClassifier, datamodule: SkinDataModule, indices: np.ndarray
+) -> tuple[np.ndarray, dict]:
+    """Test probabilities with `tta` and post-hoc `logit_adjustment`, computed as evaluate computes them.
+
+    Run outside Lightning on the tested checkpoint's network, so the sweep summary compares these
+    predictions; the test/* scalars that Lightning logged are those of the plain model.
+    """
+    model = TrainedModel(module.net.eval(), datamodule.classes, cfg.data.image_size, cfg.model.arch)
+
+    def predict(split: str) -> tuple[np.ndarray, np.ndarray]:
+        images, labels, _ = datamodule.splits[split].__getitems__(list(range(len(datamodule.samples(split)))))
+        return predict_probs(model, images.numpy(), cfg.data.batch_size, cfg.tta, module.device), labels.numpy()
+
+    probs = predict("test")[0][indices]
+    notes = {"tta": cfg.tta}
+    if cfg.logit_adjustment is not None:
+        counts = module.hparams.class_counts
+        tau, notes["logit_adjustment"] = resolve_tau(cfg.logit_adjustment, counts, lambda: predict("val"))
+        probs = adjust(probs, counts, tau)
+    return probs, notes
+
+
 def train(cfg: DictConfig) -> dict:
     check_config(cfg)
+    check_tta(cfg.tta)
+    check_logit_adjustment(cfg.logit_adjustment)
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.output_dir)
     checkpoint_dir = OmegaConf.select(cfg, "callbacks.checkpoint.dirpath", default=str(output_dir / "checkpoints"))
@@ -99,6 +127,9 @@ def train(cfg: DictConfig) -> dict:
         return {}
 
     probs, labels, indices = module.test_predictions()
+    if cfg.tta != "none" or cfg.logit_adjustment is not None:
+        probs, notes = test_time_probs(cfg, module, datamodule, indices)
+        extra.update(notes)
     test_paths = datamodule.samples("test").paths
     summary = write_reports(
         output_dir,
@@ -110,7 +141,9 @@ def train(cfg: DictConfig) -> dict:
     )
     log.info(
         "test balanced accuracy %.4f, accuracy %.4f; reports in %s",
-        summary["balanced_accuracy"], summary["accuracy"], output_dir,
+        summary["balanced_accuracy"],
+        summary["accuracy"],
+        output_dir,
     )
     return summary
 

@@ -59,3 +59,15 @@ class RecordRank(L.Callback):
             "metrics": self.metrics,
         }
         (self.folder / f"rank{trainer.global_rank}.json").write_text(json.dumps(record))
+
+
+class RecordLossWeights(L.Callback):
+    """Appends (epoch, the loss's class weights at its first batch) to a JSON-lines file."""
+
+    def __init__(self, path: str):
+        self.path = Path(path)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if batch_idx == 0:
+            with open(self.path, "a") as handle:
+                handle.write(json.dumps([trainer.current_epoch, pl_module.criterion.weight.tolist()]) + "\n")

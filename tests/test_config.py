@@ -26,7 +26,7 @@ NO_AUGMENT = {"rotation": 0, "hflip": 0.0, "vflip": 0.0, "color_jitter": None, "
 
 
 def test_every_experiment_is_listed():
-    assert set(VERSIONS) | {"demo"} == set(EXPERIMENTS)
+    assert set(VERSIONS) | {"demo", "imbalance_study", "best"} == set(EXPERIMENTS)
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)

@@ -6,8 +6,9 @@ import torch
 
 from skin_lightning.data.layouts import IMAGE_SUFFIXES
 from skin_lightning.data.sampling import oversampler
+from skin_lightning.model.losses import build_loss
 from skin_lightning.model.metrics import named_scalars, stage_metrics
-from skin_lightning.model.module import class_weights, warmup_cosine
+from skin_lightning.model.module import warmup_cosine
 
 
 def drawn_class_shares(labels: list[int], num_classes: int, exponent: float, seed: int = 0) -> np.ndarray:
@@ -40,9 +41,11 @@ def test_oversampler_exponent_and_seed():
 
 
 def test_class_weights_are_inverse_counts():
-    weights = class_weights([735, 3223, 139], {"name": "weighted_ce", "weight_exponent": 1.0})
-    assert torch.allclose(weights, torch.tensor([1 / 735, 1 / 3223, 1 / 139]))
-    assert class_weights([735, 3223, 139], {"name": "ce"}) is None
+    loss = build_loss(
+        {"name": "weighted_ce", "label_smoothing": 0.0, "weight_exponent": 1.0, "defer_epochs": 0}, [735, 3223, 139]
+    )
+    assert torch.allclose(loss.weight, torch.tensor([1 / 735, 1 / 3223, 1 / 139]))
+    assert build_loss({"name": "ce", "label_smoothing": 0.0}, [735, 3223, 139]).weight is None
 
 
 def test_balanced_accuracy_is_mean_per_class_recall():

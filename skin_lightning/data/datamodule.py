@@ -202,7 +202,13 @@ class SkinDataModule(L.LightningDataModule):
         train = self.splits["train"]
         drop_last = len(train) > self.cfg["batch_size"]  # a last batch of one image breaks BatchNorm
         if self.sampler_cfg["name"] == "oversample":
-            sampler = oversampler(train.samples.labels, len(self.classes), self.sampler_cfg["exponent"], self.seed)
+            sampler = oversampler(
+                train.samples.labels,
+                len(self.classes),
+                self.sampler_cfg["exponent"],
+                self.seed,
+                self.sampler_cfg["defer_epochs"],
+            )
         else:
             sampler = EpochSampler(len(train), self.seed)
         return self._loader("train", sampler, drop_last)

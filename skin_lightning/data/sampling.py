@@ -16,12 +16,15 @@ class EpochSampler(Sampler[int]):
     so a run resumed from a checkpoint would see other images than one never stopped. Lightning
     calls set_epoch before every epoch, also through the DistributedSamplerWrapper that splits
     the sequence between ranks, so every rank computes the same sequence and takes its own share.
+    Deferred re-sampling (Cao et al. 2019) shuffles before epoch `defer_epochs` and draws by weight
+    from then on.
     """
 
-    def __init__(self, size: int, seed: int, weights: np.ndarray | None = None):
+    def __init__(self, size: int, seed: int, weights: np.ndarray | None = None, defer_epochs: int = 0):
         self.size = size
         self.seed = seed
         self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
+        self.defer_epochs = defer_epochs
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -33,7 +36,7 @@ class EpochSampler(Sampler[int]):
     def draw(self) -> torch.Tensor:
         """This epoch's sequence of sample indices, as one CPU tensor."""
         generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
-        if self.weights is None:
+        if self.weights is None or self.epoch < self.defer_epochs:
             return torch.randperm(self.size, generator=generator)
         return torch.multinomial(self.weights, self.size, replacement=True, generator=generator)
 
@@ -91,7 +94,9 @@ class DeviceBatches:
             yield self.images[self.rows[indices]], self.labels[indices], indices
 
 
-def oversampler(labels: list[int], num_classes: int, exponent: float, seed: int) -> EpochSampler:
+def oversampler(
+    labels: list[int], num_classes: int, exponent: float, seed: int, defer_epochs: int = 0
+) -> EpochSampler:
     """Draw each image with weight count(class)^-exponent: 1.0 balances classes, 0.5 half-way."""
     counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
-    return EpochSampler(len(labels), seed, counts[np.asarray(labels)] ** -exponent)
+    return EpochSampler(len(labels), seed, counts[np.asarray(labels)] ** -exponent, defer_epochs)

@@ -11,6 +11,7 @@ import random
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import EMAWeightAveraging
 
 from skin_lightning.data.seeding import epoch_seed
 from skin_lightning.errors import UserError
@@ -49,3 +50,17 @@ class StopOnNonFiniteLoss(L.Callback):
     def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor) -> None:
         if not torch.isfinite(loss).all():
             raise non_finite_loss_error(trainer, str(loss.item()))
+
+
+class EMAWeights(EMAWeightAveraging):
+    """Lightning's exponential moving average of the weights, validated, checkpointed and tested as the model.
+
+    Lightning keeps its averaged copy after fit, and then `trainer.test(ckpt_path=...)` loads the
+    checkpoint's raw weights ("current_model_state") into the model and tests those instead of the
+    average that validation chose the checkpoint by. Dropping the copy once training ends leaves the
+    checkpoint's `state_dict`, the averaged weights, as what is validated and tested.
+    """
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_end(trainer, pl_module)
+        self._average_model = None

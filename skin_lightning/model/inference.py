@@ -30,6 +30,7 @@ class TrainedModel:
     classes: list[str]
     image_size: int
     arch: str
+    class_counts: list[int] | None = None  # of the training split, for post-hoc logit adjustment
 
 
 def load_checkpoint(path: Path, image_size: int | None = None) -> TrainedModel:
@@ -67,7 +68,7 @@ def load_checkpoint(path: Path, image_size: int | None = None) -> TrainedModel:
         ) from error
     # to_model_input hands over channels_last batches; a network in the same layout runs several times faster on CPU
     network = network.to(memory_format=torch.channels_last).eval()
-    return TrainedModel(network, classes, int(size), model["arch"])
+    return TrainedModel(network, classes, int(size), model["arch"], hparams.get("class_counts"))
 
 
 def to_checkpoint_labels(

@@ -2,12 +2,10 @@
 
 import logging
 import math
-from collections.abc import Mapping
 
 import lightning as L
 import numpy as np
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 
@@ -15,6 +13,7 @@ from skin_lightning.errors import UserError
 from skin_lightning.model.callbacks import non_finite_loss_error
 from skin_lightning.model.confusion import confusion_figure
 from skin_lightning.model.fast_step import AUTOCAST, WholeStep
+from skin_lightning.model.losses import build_loss
 from skin_lightning.model.metrics import named_scalars, stage_metrics
 from skin_lightning.model.networks import build_network
 
@@ -22,16 +21,6 @@ log = logging.getLogger(__name__)
 
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adamw": torch.optim.AdamW}
 SCHEDULE_KEYS = ("name", "scheduler", "warmup_fraction")
-
-
-def class_weights(class_counts: list[int], loss: Mapping) -> torch.Tensor | None:
-    """count^-exponent per class for weighted_ce (1/count with the default exponent 1), else None."""
-    if loss["name"] == "ce":
-        return None
-    counts = np.asarray(class_counts, dtype=np.float64)
-    if (counts == 0).any():
-        raise UserError("loss=weighted_ce needs every class in the training split; a class has no training images")
-    return torch.as_tensor(counts ** -float(loss["weight_exponent"]), dtype=torch.float32)
 
 
 def warmup_cosine(total_steps: int, warmup_steps: int):
@@ -72,7 +61,7 @@ class SkinClassifier(L.LightningModule):
             # in place, so state_dict keys (and checkpoints) stay those of the plain network; static shapes,
             # so the last, smaller batch adds one graph instead of making every graph shape-generic
             self.net.compile(dynamic=False)
-        self.register_buffer("class_weights", class_weights(class_counts, loss))
+        self.criterion = build_loss(loss, class_counts)
         # keys are prefixed: "train" would clash with nn.Module.train
         self.metrics = nn.ModuleDict({f"{stage}_": stage_metrics(len(classes)) for stage in ("train", "val", "test")})
         self.outputs: dict[str, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {
@@ -132,11 +121,6 @@ class SkinClassifier(L.LightningModule):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)
 
-    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(
-            logits, labels, weight=self.class_weights, label_smoothing=self.hparams.loss["label_smoothing"]
-        )
-
     def _record(
         self, stage: str, loss: torch.Tensor, probs: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor
     ) -> None:
@@ -154,9 +138,13 @@ class SkinClassifier(L.LightningModule):
     def _step(self, batch, stage: str) -> torch.Tensor:
         images, labels, indices = batch
         logits = self(images).float()
-        loss = self.loss(logits, labels)
+        loss = self.criterion(logits, labels)
         self._record(stage, loss, logits.detach().softmax(dim=1), labels, indices)
         return loss
+
+    def on_train_epoch_start(self):
+        # from the trainer's epoch, so a resumed run switches at the same epoch as an uninterrupted one
+        self.criterion.set_epoch(self.current_epoch)
 
     def training_step(self, batch, batch_idx):
         if self.automatic_optimization:
@@ -164,7 +152,7 @@ class SkinClassifier(L.LightningModule):
         images, labels, indices = batch
         optimizer = self.optimizers()
         if self.fast_step is None or self.fast_step.optimizer is not optimizer.optimizer:
-            self.fast_step = WholeStep(self.net, self.loss, optimizer.optimizer, str(self.trainer.precision))
+            self.fast_step = WholeStep(self.net, self.criterion, optimizer.optimizer, str(self.trainer.precision))
         # Lightning counts optimiser steps (global_step) around LightningOptimizer.step, which the graph bypasses
         optimizer._on_before_step()
         loss, probs = self.fast_step(images, labels)
