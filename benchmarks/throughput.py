@@ -170,7 +170,6 @@ def project_training(
             "trainer.num_sanity_val_steps=0",
             "trainer.enable_progress_bar=false",
             "~callbacks.checkpoint",
-            "~callbacks.lr_monitor",
             "+callbacks.timer._target_=__main__.BatchTimer",
             f"+callbacks.timer.warmup={warmup}",
         ],
