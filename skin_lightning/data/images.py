@@ -87,12 +87,13 @@ def decode_image(path: Path, size: int) -> np.ndarray:
         raise BadImageError(path, _reason(path, error)) from error
 
 
-def default_workers() -> int:
-    return min(8, os.cpu_count() or 1)
-
-
 def available_cores() -> int:
+    """The cores this process may run on (a cluster job's allocation, not the whole node)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def default_workers() -> int:
+    return min(8, available_cores())
 
 
 def shared_store(count: int, size: int) -> np.ndarray:
