@@ -37,15 +37,23 @@ class PoisonAt(L.Callback):
 
 
 class RecordRank(L.Callback):
-    """Each rank writes the dataset indices it trained on and the metrics it ended with."""
+    """Each rank writes the dataset indices it trained on per epoch, its loss's class weights and margins at each
+    epoch's first batch, and the metrics it ended with."""
 
     def __init__(self, folder: str):
         self.folder = Path(folder)
-        self.indices: list[int] = []
+        self.indices: list[list[int]] = []
+        self.loss_weights: list[list[float] | None] = []
         self.metrics: dict[str, float] = {}
+        self.margins: list[float] = []
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        self.indices += batch[2].tolist()
+        if batch_idx == 0:
+            criterion = pl_module.criterion
+            self.indices.append([])
+            self.loss_weights.append(None if criterion.weight is None else criterion.weight.tolist())
+            self.margins = criterion.margin.tolist()
+        self.indices[-1] += batch[2].tolist()
 
     def on_validation_end(self, trainer, pl_module):
         self.metrics.update({name: float(value) for name, value in trainer.callback_metrics.items()})
@@ -56,6 +64,8 @@ class RecordRank(L.Callback):
             "rank": trainer.global_rank,
             "world_size": trainer.world_size,
             "indices": self.indices,
+            "loss_weights": self.loss_weights,
+            "margins": self.margins,
             "metrics": self.metrics,
         }
         (self.folder / f"rank{trainer.global_rank}.json").write_text(json.dumps(record))

@@ -3,6 +3,7 @@
 import csv
 import json
 
+import pytest
 import yaml
 from hydra import compose, initialize_config_dir
 
@@ -21,12 +22,17 @@ TINY = [
 
 
 def test_ddp_on_two_cpu_processes_splits_the_data_and_reduces_metrics(demo_root, tmp_path):
+    """Two ranks, two epochs: LDAM with its re-weighting and the oversampling both deferred to the second."""
     run_dir = tmp_path / "run"
     result = run_train(
         [
             *TINY,
             f"data.root={demo_root}",
             "trainer=ddp_cpu",
+            "trainer.max_epochs=2",
+            "loss=ldam",
+            "loss.defer_epochs=1",
+            "sampler.defer_epochs=1",
             f"hydra.run.dir={run_dir}",
             "+callbacks.record._target_=probes.RecordRank",
             f"+callbacks.record.folder={tmp_path}",
@@ -38,8 +44,20 @@ def test_ddp_on_two_cpu_processes_splits_the_data_and_reduces_metrics(demo_root,
     ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
     assert [record["world_size"] for record in ranks] == [2, 2]
     first, second = (record["indices"] for record in ranks)
-    assert len(first) == len(second) == 2 * 4  # two oversampled batches of four on each rank
-    assert first != second  # each rank took its own share of the epoch's draws
+    assert [len(epoch) for epoch in first] == [len(epoch) for epoch in second] == [8, 8]  # 2 batches of 4 an epoch
+    assert not set(first[0]) & set(second[0])  # the shuffled epoch: each rank its own share of one permutation
+    assert first[1] != second[1]  # the oversampled epoch: each rank its own share of the draws
+    # the loss's class statistics come from the whole training split on both ranks, not from a rank's share
+    with open(run_dir / "split.csv") as handle:
+        train_labels = [row["label"] for row in csv.DictReader(handle) if row["split"] == "train"]
+    counts = [train_labels.count(name) for name in sorted(set(train_labels))]
+    beta = 0.9999
+    class_balanced = [(1 - beta) / (1 - beta**n) for n in counts]
+    margins = [0.5 * (min(counts) / n) ** 0.25 for n in counts]
+    for record in ranks:
+        assert record["loss_weights"][0] == [1.0] * len(counts)  # plain loss before the deferred epoch
+        assert record["loss_weights"][1] == pytest.approx(class_balanced, rel=1e-6)
+        assert record["margins"] == pytest.approx(margins, rel=1e-6)
     # torchmetrics synchronized its states: both ranks hold the same validation and test scores
     for name in ("val/balanced_accuracy", "val/loss", "test/accuracy", "test/balanced_accuracy"):
         assert ranks[0]["metrics"][name] == ranks[1]["metrics"][name], name
