@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from skin_lightning.cli import CONFIG_DIR
@@ -84,13 +85,14 @@ def test_bad_values_name_their_key(override, key):
         check_config(cfg)
 
 
-def test_run_names_are_readable_folder_names():
-    assert (
-        run_name("data.root=/data/ISIC84by84,experiment=v1_baseline")
-        == "data.root=_data_ISIC84by84,experiment=v1_baseline"
-    )
+def test_run_names_are_folder_names_a_command_line_takes_back_unquoted():
+    name = run_name("data.root=/data/ISIC84by84,experiment=v1_baseline,optim.lr=1e-3,+callbacks.ema.decay=0.9")
+    assert name == "data.root-_data_ISIC84by84__experiment-v1_baseline__optim.lr-1e-3__+callbacks.ema.decay-0.9"
     assert run_name("") == "defaults"
     assert "/" not in run_name("model.weights=/a/b/c.pth")
+    # a job's checkpoint or folder goes back into evaluate, explain or resume as a plain override
+    path = f"outputs/multirun/2026-11-26_13-00-00/0_{name}/checkpoints/best.ckpt"
+    assert OverridesParser.create().parse_override(f"ckpt_path={path}").value() == path
 
 
 def test_versions_take_another_optimizer(tmp_path):

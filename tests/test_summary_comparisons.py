@@ -173,9 +173,9 @@ def test_fold_models_are_averaged_into_an_ensemble_with_its_own_report(tmp_path)
     averaged = np.mean(fold_probs, axis=0).argmax(axis=1)
     assert ensemble["accuracy"] == pytest.approx(np.mean(averaged == LABELS), abs=1e-6)
     assert ensemble["ensemble_of"] == [
-        "0_experiment=cv,data.fold=0",
-        "1_experiment=cv,data.fold=1",
-        "2_experiment=cv,data.fold=2",
+        "0_experiment-cv__data.fold-0",
+        "1_experiment-cv__data.fold-1",
+        "2_experiment-cv__data.fold-2",
     ]
     assert "intervals" in ensemble and (report / "report.md").exists()
     markdown = (tmp_path / "summary.md").read_text()

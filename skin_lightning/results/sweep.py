@@ -29,8 +29,10 @@ ENSEMBLE_DIR = "ensembles"
 
 
 def run_name(override_dirname: str) -> str:
-    """A folder name from a job's overrides: readable in TensorBoard, no path separators."""
-    name = re.sub(r"[/\\:]+", "_", override_dirname).strip("_")
+    """A folder name from a job's overrides, key-value joined by __: readable in TensorBoard, and a path that
+    goes back on a command line unquoted (ckpt_path=..., hydra.run.dir=...), where Hydra refuses = and ,."""
+    name = override_dirname.replace("=", "-").replace(",", "__")
+    name = re.sub(r"[^\w.+-]+", "_", name, flags=re.ASCII).strip("_")
     return name[:200] or "defaults"
 
 
