@@ -1,6 +1,8 @@
 """The decoded-image cache: its key, its atomic write, its reuse, and the prepare command that builds it."""
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -160,3 +162,29 @@ def test_large_jpeg_decodes_at_reduced_scale_to_the_same_pixels(tmp_path):
         full = np.asarray(image.convert("RGB").resize((64, 64), Image.Resampling.BILINEAR), dtype=np.float64)
     fast = decode_image(tmp_path / "large.jpg", 64)
     assert fast.shape == (64, 64, 3) and np.abs(fast - full).mean() < 2.0
+
+
+DECODE_WITH_SIGTERM_IGNORED = """
+import signal, sys
+from pathlib import Path
+import numpy as np
+signal.signal(signal.SIGTERM, lambda signum, frame: print("SIGTERM ignored", flush=True))  # as submitit's job does
+from skin_lightning.data.images import decode_image, decode_into, shared_store
+paths = sorted(Path(sys.argv[1]).rglob("*.jpg"))[:1024]
+for _ in range(5):
+    store = shared_store(len(paths), 16)
+    assert not decode_into(paths, 16, store, workers=2)
+print(int(np.array_equal(store[-1], decode_image(paths[-1], 16))))
+"""
+
+
+def test_forked_decoding_ends_in_a_process_that_ignores_sigterm(demo_root, tmp_path):
+    """A submitit (SLURM) job ignores SIGTERM; the decoding processes forked from it used to outlive the
+    pool's terminate() and hang the job before its first epoch."""
+    script = tmp_path / "decode.py"
+    script.write_text(DECODE_WITH_SIGTERM_IGNORED)
+    result = subprocess.run(
+        [sys.executable, str(script), str(demo_root)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["1"]  # the rows were decoded, and no worker needed a SIGTERM

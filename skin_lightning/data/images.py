@@ -5,6 +5,7 @@ import math
 import mmap
 import multiprocessing
 import os
+import signal
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -115,6 +116,12 @@ def _is_shared(store: np.ndarray | None) -> bool:
 _job: tuple[list[Path], int, np.ndarray | None] | None = None
 
 
+def _default_sigterm() -> None:
+    """A forked worker dies on SIGTERM even where the launcher's handler ignores it (submitit's does): the
+    pool's terminate() on an error path would otherwise wait for the worker for ever."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def _decode_rows(rows: range) -> tuple[list[BadImageError], int]:
     paths, size, store = _job
     bad = []
@@ -149,7 +156,7 @@ def decode_into(
     _job = (paths, size, store)
     try:
         if forking:
-            pool = multiprocessing.get_context("fork").Pool(min(workers, len(blocks)))
+            pool = multiprocessing.get_context("fork").Pool(min(workers, len(blocks)), initializer=_default_sigterm)
             results = pool.imap_unordered(_decode_rows, blocks)
         else:
             pool = ThreadPoolExecutor(max_workers=workers)
@@ -159,6 +166,9 @@ def decode_into(
             for errors, count in results:
                 bad += errors
                 progress.update(count)
+            if forking:  # every worker takes its end-of-work marker and exits; terminate() is for errors
+                pool.close()
+                pool.join()
     finally:
         _job = None
     return bad
