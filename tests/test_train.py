@@ -99,8 +99,8 @@ def test_multirun_summary_reports_completed_and_failed_jobs(tmp_path, demo_root)
         assert (sweep / name).exists(), result.stderr[-2000:]
     with open(sweep / "summary.csv") as handle:
         rows = list(csv.DictReader(handle))
-    assert [r["job"][:20] for r in rows] == ["0_data.batch_size=8,", "1_data.batch_size=0,"]
-    assert all("experiment=demo" in r["job"] for r in rows)
+    assert [r["job"][:20] for r in rows] == ["0_data.batch_size-8_", "1_data.batch_size-0_"]
+    assert all("experiment-demo" in r["job"] for r in rows)
     assert rows[0]["status"] == "completed" and 0 <= float(rows[0]["balanced_accuracy"]) <= 1
     assert rows[0]["recall/MEL"] != ""
     assert rows[1]["status"].startswith("failed") and "data.batch_size" in rows[1]["status"]
