@@ -1,8 +1,6 @@
 """Post-hoc logit adjustment by hand and from both entry points, weight averaging as tested, the imbalance study."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +14,7 @@ from skin_lightning.evaluate import evaluate
 from skin_lightning.results.logit_adjustment import adjust, choose_tau, resolve_tau
 from skin_lightning.train import train
 
-from conftest import FAST, compose_config, compose_train
+from conftest import FAST, compose_config, compose_train, run_train
 
 CONF = Path(CONFIG_DIR)
 # the study's arms: sampler, loss and post-hoc adjustment of each
@@ -127,10 +125,7 @@ def test_the_study_sweeps_every_arm_against_v4():
 
 def test_the_study_runs_as_one_multirun_compared_with_v4(demo_root, tmp_path):
     sweep = tmp_path / "sweep"
-    command = [
-        sys.executable,
-        "-m",
-        "skin_lightning.train",
+    overrides = [
         "experiment=imbalance_study",
         f"data.root={demo_root}",
         *FAST,
@@ -142,9 +137,7 @@ def test_the_study_runs_as_one_multirun_compared_with_v4(demo_root, tmp_path):
         'hydra.sweeper.params.imbalance="v4_oversample,ldam_drw"',
         f"hydra.sweep.dir={sweep}",
     ]
-    result = subprocess.run(
-        command, cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=900
-    )
+    result = run_train(overrides, cwd=tmp_path, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     markdown = (sweep / "summary.md").read_text()
     assert "Reference: **imbalance=v4_oversample**" in markdown

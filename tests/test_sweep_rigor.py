@@ -1,20 +1,12 @@
 import csv
 import json
-import subprocess
-import sys
-from pathlib import Path
 
-from conftest import FAST
-
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import FAST, run_train
 
 
 def test_two_seeds_of_two_configurations_give_a_grouped_summary_with_comparisons(demo_root, tmp_path):
     sweep = tmp_path / "sweep"
-    command = [
-        sys.executable,
-        "-m",
-        "skin_lightning.train",
+    overrides = [
         "-m",
         "experiment=demo",
         f"data.root={demo_root}",
@@ -25,7 +17,7 @@ def test_two_seeds_of_two_configurations_give_a_grouped_summary_with_comparisons
         "trainer.limit_test_batches=5",
         f"hydra.sweep.dir={sweep}",
     ]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    result = run_train(overrides, cwd=tmp_path, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
 
     jobs = sorted(p for p in sweep.iterdir() if (p / "metrics.json").exists())

@@ -2,10 +2,6 @@
 
 import csv
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +9,7 @@ import pytest
 from skin_lightning.train import train
 
 from conftest import FAST, compose_train
+from conftest import run_train as train_in_new_process
 
 REPORTS = [
     ".",
@@ -25,7 +22,6 @@ REPORTS = [
     "checkpoints/best.ckpt",
     "checkpoints/last.ckpt",
 ]
-REPO = Path(__file__).resolve().parents[1]
 
 
 def run_train(tmp_path, demo_root, *overrides):
@@ -71,28 +67,12 @@ def test_run_without_validation_or_our_checkpoint_callback_finishes(tmp_path, de
     assert metrics["checkpoint"].endswith(".ckpt") and "validation" not in metrics
 
 
-def cli(*args, cwd):
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run(
-        [sys.executable, "-m", "skin_lightning.train", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
 def test_multirun_summary_reports_completed_and_failed_jobs(tmp_path, demo_root):
     sweep = tmp_path / "sweep"
-    result = cli(
-        "-m",
-        "experiment=demo",
-        *FAST,
-        f"data.root={demo_root}",
-        "data.batch_size=8,0",
-        f"hydra.sweep.dir={sweep}",
+    result = train_in_new_process(
+        ["-m", "experiment=demo", *FAST, f"data.root={demo_root}", "data.batch_size=8,0", f"hydra.sweep.dir={sweep}"],
         cwd=tmp_path,
+        timeout=600,
     )
     assert result.returncode != 0  # one job failed, and the sweep says so
     for name in ("summary.md", "summary.csv", "summary.png"):
@@ -108,7 +88,8 @@ def test_multirun_summary_reports_completed_and_failed_jobs(tmp_path, demo_root)
 
 
 def test_user_error_ends_in_one_message(tmp_path):
-    result = cli(f"data.root={tmp_path / 'nowhere'}", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    overrides = [f"data.root={tmp_path / 'nowhere'}", f"hydra.run.dir={tmp_path / 'run'}"]
+    result = train_in_new_process(overrides, cwd=tmp_path, timeout=600)
     assert result.returncode == 1
     assert "nowhere does not exist" in result.stderr + result.stdout
     assert "Traceback" not in result.stderr + result.stdout
