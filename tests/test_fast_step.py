@@ -6,6 +6,7 @@ non-finite check. Same seed, same config: the same losses and the same weights, 
 """
 
 import csv
+import shutil
 
 import numpy as np
 import pytest
@@ -53,7 +54,9 @@ def plain_and_fast(demo_root, tmp_path_factory):
         train(
             compose_train([*TWO_EPOCHS, *overrides, *EVERY_EPOCH, f"data.root={demo_root}", f"output_dir={runs[name]}"])
         )
-    return runs
+    yield runs
+    for run in runs.values():
+        shutil.rmtree(run)
 
 
 def test_fast_path_takes_the_same_steps_as_lightnings_loop(plain_and_fast):

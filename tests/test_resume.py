@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -48,7 +49,8 @@ def uninterrupted(demo_root, tmp_path_factory):
         [*TWO_EPOCHS, f"data.root={demo_root}", "trainer.deterministic=true", f"hydra.run.dir={run_dir}"], cwd=run_dir
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return run_dir
+    yield run_dir
+    shutil.rmtree(run_dir)
 
 
 def test_killed_run_resumes_to_the_same_metrics(uninterrupted, demo_root, tmp_path):
