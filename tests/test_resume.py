@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from skin_lightning.errors import UserError
-from skin_lightning.model.checkpoints import AtomicCheckpointIO, read_checkpoint
+from skin_lightning.model.checkpoints import read_checkpoint
 from skin_lightning.train import train
 
 from conftest import FAST, compose_train, run_train, train_env
@@ -104,18 +104,30 @@ def test_same_seed_and_config_twice_give_identical_metrics(uninterrupted, demo_r
     assert scores(tmp_path)["validation"]["balanced_accuracy"] is not None
 
 
-def test_a_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
-    io, path = AtomicCheckpointIO(), tmp_path / "last.ckpt"
-    io.save_checkpoint({"state_dict": {"w": torch.ones(3)}, "epoch": 0}, path)
+FULL_DISK = """
+import resource, signal, sys, torch
+from skin_lightning.errors import UserError
+from skin_lightning.model.checkpoints import AtomicCheckpointIO
+io, path = AtomicCheckpointIO(), sys.argv[1]
+io.save_checkpoint({"state_dict": {"w": torch.ones(3)}, "epoch": 0}, path)
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (2**20, 2**20))  # no file grows past 1 MiB: writes fail as on a full disk
+try:
+    io.save_checkpoint({"state_dict": {"w": torch.zeros(2**20)}, "epoch": 1}, path)
+except UserError as error:
+    print(error)
+"""
 
-    def crash(obj, file):
-        file.write(b"the first half of a checkpoint")
-        raise OSError("No space left on device")
 
-    monkeypatch.setattr(torch, "save", crash)
-    with pytest.raises(OSError, match="No space left"):
-        io.save_checkpoint({"state_dict": {"w": torch.zeros(3)}, "epoch": 1}, path)
-    monkeypatch.undo()
+def test_a_failed_write_keeps_the_previous_checkpoint_and_says_why(tmp_path):
+    path = tmp_path / "last.ckpt"
+    result = subprocess.run(
+        [sys.executable, "-c", FULL_DISK, str(path)], env=train_env(), capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    message = result.stdout
+    assert message.startswith(f"could not write checkpoint {path}: ")
+    assert "MiB are free on its disk, and this checkpoint had reached 1 MiB; the previous last.ckpt is kept" in message
     kept = read_checkpoint(path)
     assert kept["epoch"] == 0 and torch.equal(kept["state_dict"]["w"], torch.ones(3))
     assert [entry.name for entry in tmp_path.iterdir()] == ["last.ckpt"]

@@ -9,6 +9,7 @@ cannot run code on the user's machine.
 import logging
 import os
 import pickle
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -80,8 +81,16 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 file.flush()
                 os.fsync(file.fileno())
             os.replace(temporary, path)
-        except BaseException:
+        except BaseException as error:
+            written = Path(temporary).stat().st_size if Path(temporary).exists() else 0
             Path(temporary).unlink(missing_ok=True)
+            if isinstance(error, (OSError, RuntimeError)):
+                # a full disk reaches us as torch's "unexpected pos" RuntimeError as often as an OSError
+                raise UserError(
+                    f"could not write checkpoint {path}: {error}. {shutil.disk_usage(path.parent).free / 2**20:,.0f} "
+                    f"MiB are free on its disk, and this checkpoint had reached {written / 2**20:,.0f} MiB; "
+                    f"{'the previous ' + path.name + ' is kept' if path.exists() else 'no earlier one was there'}"
+                ) from error
             raise
         directory = os.open(path.parent, os.O_RDONLY)
         try:
