@@ -133,6 +133,36 @@ def test_a_failed_write_keeps_the_previous_checkpoint_and_says_why(tmp_path):
     assert [entry.name for entry in tmp_path.iterdir()] == ["last.ckpt"]
 
 
+def test_a_checkpoint_from_before_the_long_tail_losses_resumes(demo_checkpoint, demo_root, tmp_path):
+    # such checkpoints held weighted_ce's class weights (count^-1 from the training split) as a tensor
+    old = read_checkpoint(demo_checkpoint)
+    counts = torch.tensor(old["hyper_parameters"]["class_counts"], dtype=torch.float32)
+    old["state_dict"]["class_weights"] = counts**-1.0
+    torch.save(old, tmp_path / "old.ckpt")
+    cfg = compose_train(
+        [*FAST, "experiment=demo", "loss=weighted_ce", "trainer.max_epochs=2", f"data.root={demo_root}",
+         f"output_dir={tmp_path / 'run'}", "logger=csv", f"resume={tmp_path / 'old.ckpt'}"]
+    )
+    train(cfg)
+    resumed = read_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    assert resumed["epoch"] == 1 and resumed["global_step"] == old["global_step"] + 2
+    assert "class_weights" not in resumed["state_dict"]
+
+
+def test_resuming_with_another_network_names_both(demo_checkpoint, demo_root, tmp_path):
+    cfg = compose_train(
+        [*FAST, "experiment=demo", "model.arch=resnet34", "trainer.max_epochs=2", f"data.root={demo_root}",
+         f"output_dir={tmp_path}", "logger=csv", f"resume={demo_checkpoint}"]
+    )
+    with pytest.raises(UserError) as error:
+        train(cfg)
+    assert str(error.value).startswith(f"{demo_checkpoint} does not fit this run's network (")
+    assert str(error.value).endswith(
+        "it holds a resnet18 for 8 classes, this run builds a resnet34 for 8; resume with the model and data it was "
+        "trained with"
+    )
+
+
 def test_non_finite_loss_stops_with_epoch_and_step_and_keeps_last_good_checkpoint(demo_root, tmp_path):
     # 32 px, not 16: at 16 px ResNet's last stage sees 1x1 maps, and CPU bf16 kernels then sometimes leave NaN in
     # 3x3 taps that only ever meet padding (finite loss, NaN weights), which this test would blame on the checkpoint

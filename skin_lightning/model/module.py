@@ -227,6 +227,26 @@ class SkinClassifier(L.LightningModule):
             if "_last_lr" in state:
                 state["_last_lr"] = [float(lr) for lr in state["_last_lr"]]
 
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Checks that a checkpoint being resumed or tested fits this run's network, before Lightning's strict load
+        fails with a bare list of keys. Checkpoints written before the long-tail losses keep weighted_ce's class
+        weights as a tensor; the loss computes the same weights from the training split, so those are dropped."""
+        state = checkpoint["state_dict"]
+        state.pop("class_weights", None)
+        own = self.state_dict()
+        differ = sorted(set(own) ^ set(state)) + sorted(
+            key for key in own.keys() & state.keys() if own[key].shape != state[key].shape
+        )
+        if differ:
+            written = checkpoint.get("hyper_parameters", {})
+            raise UserError(
+                f"{self.trainer.ckpt_path} does not fit this run's network ({len(differ)} tensors differ, first "
+                f"{differ[0]}): it holds a {written.get('model', {}).get('arch', 'network')} for "
+                f"{len(written.get('classes', [])) or 'unknown'} classes, this run builds a "
+                f"{self.hparams.model['arch']} for {len(self.classes)}; resume with the model and data it was "
+                "trained with"
+            )
+
     def on_validation_epoch_end(self):
         self._epoch_end("val")
 
