@@ -48,6 +48,10 @@ def draw_lesion(
     if dots:
         lesion = lesion - 0.3 * (rng.random((size, size, 1)) < dots)
     image = (1 - inside) * image + inside * lesion
+    for _ in range(rng.integers(3, 7)):  # hairs: each picture its own, as real ones are (the audit tells them apart)
+        y0, x0, bend, slope = rng.uniform(0, 1, 4)
+        hair = np.abs(yy - (y0 + (slope - 0.5) * (xx - x0) + 0.3 * (bend - 0.5) * (xx - x0) ** 2)) < 0.6 / size
+        image[hair] *= 0.35
     return (np.clip(image, 0, 1) * 255).astype(np.uint8)
 
 

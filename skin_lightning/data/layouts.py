@@ -82,12 +82,19 @@ def _to_samples(folders: dict[str, list[Path]], classes: list[str]) -> Samples:
     return Samples(paths, labels)
 
 
-def read_folder_layout(root: Path) -> Layout:
-    """ROOT/Train/<CLASS>/* and ROOT/Test/<CLASS>/*, the layout of the ISIC84by84 course data."""
+def read_folder_layout(root: Path, test_optional: bool = False) -> Layout:
+    """ROOT/Train/<CLASS>/* and ROOT/Test/<CLASS>/*, the layout of the ISIC84by84 course data.
+
+    `test_optional`: a root without Test/ gives a layout without a test split (the audit reads Train alone).
+    """
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"data.root={root} does not exist or is not a folder")
     train = _class_folders(root / "Train")
+    if test_optional and not (root / "Test").exists():
+        log.info("%s has no Test folder: Train alone", root)
+        classes = sorted(train)
+        return Layout(classes, _to_samples(train, classes), None)
     test = _class_folders(root / "Test")
     classes = sorted(train)
     unknown = sorted(set(test) - set(classes))

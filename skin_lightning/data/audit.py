@@ -1,0 +1,79 @@
+"""The audit of a data set: clusters of copies across all its images, and the image issues, computed once.
+
+It is cached under the decode cache's key (file list, sizes, modification times, image size): in memory for
+the jobs of a sweep, which run in one process, and beside the decoded images with `data.cache=disk`.
+"""
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from skin_lightning.data.cache import cache_key
+from skin_lightning.data.copies import audit_pixels, find_copies, image_issues, perceptual_hashes
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Audit:
+    """Per path (sorted, as the decoded store): cluster id (-1: no copy), smallest residual to a copy, issues."""
+
+    paths: list[Path]
+    cluster: np.ndarray
+    residual: np.ndarray
+    issues: list[str]
+    seconds: float
+
+    def lookup(self, paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
+        """Cluster ids and residuals of `paths`, in their order."""
+        row = {path: i for i, path in enumerate(self.paths)}
+        rows = np.asarray([row[path] for path in paths], dtype=np.int64)
+        return self.cluster[rows], self.residual[rows]
+
+
+def run_audit(paths: list[Path], images: np.ndarray) -> Audit:
+    """Audit decoded `images` (uint8 NHWC, row i is paths[i])."""
+    started = time.perf_counter()
+    pixels = audit_pixels(images)
+    copies = find_copies(pixels, perceptual_hashes(pixels))
+    seconds = time.perf_counter() - started
+    clustered = int((copies.cluster >= 0).sum())
+    log.info(
+        "audit: %d of %d images are in %d clusters of copies (%.1f s)",
+        clustered,
+        len(paths),
+        int(copies.cluster.max()) + 1,
+        seconds,
+    )
+    return Audit(list(paths), copies.cluster, copies.residual, image_issues(pixels), seconds)
+
+
+_last_audit: dict[str, Audit] = {}
+
+
+def _audit_file(cache_dir: Path, key: str) -> Path:
+    return Path(cache_dir) / f"audit-{key}.npz"
+
+
+def cached_audit(paths: list[Path], images: np.ndarray, size: int, cache_dir: Path | None) -> Audit:
+    """The audit of `paths`, from memory, from `cache_dir` when given and written there before, or computed."""
+    key = cache_key(paths, size)
+    if key in _last_audit:
+        return _last_audit[key]
+    stored = _audit_file(cache_dir, key) if cache_dir is not None else None
+    if stored is not None and stored.exists():
+        with np.load(stored) as saved:
+            audit = Audit(list(paths), saved["cluster"], saved["residual"], saved["issues"].tolist(), 0.0)
+        log.info("audit read from %s", stored)
+    else:
+        audit = run_audit(paths, images)
+        if stored is not None:
+            temporary = stored.with_name(f".{stored.name}.tmp.npz")
+            np.savez(temporary, cluster=audit.cluster, residual=audit.residual, issues=np.asarray(audit.issues))
+            temporary.replace(stored)
+    _last_audit.clear()
+    _last_audit[key] = audit
+    return audit
