@@ -14,6 +14,8 @@ GROUP_KEYS = {"data": "layout", "sampler": "name", "loss": "name", "optim": "nam
 SETTING_CHOICES = {
     "data.cache": ("memory", "disk", "none"),
     "data.on_bad_image": ("error", "skip"),
+    "data.duplicates": ("group", "ignore"),
+    "data.label_conflicts": ("drop", "keep"),
     "data.on_device": ("auto", True, False),
     "model.fast_step": ("auto", True, False),
     "optim.scheduler": ("none", "cosine"),

@@ -23,6 +23,7 @@ from skin_lightning.model.module import SkinClassifier
 from skin_lightning.model.tensorboard import RunTensorBoard
 from skin_lightning.results.logit_adjustment import adjust, check_logit_adjustment, resolve_tau
 from skin_lightning.results.reports import write_reports
+from skin_lightning.results.tables import VALIDATION_PREDICTIONS, write_predictions
 
 log = logging.getLogger(__name__)
 # what the HParams tab shows of a run: its settings, not where it writes
@@ -84,6 +85,18 @@ def test_time_probs(
     return probs, notes
 
 
+def write_validation_predictions(path: Path, cfg: DictConfig, module: SkinClassifier, datamodule: SkinDataModule):
+    """The tested checkpoint's probabilities on the validation split: a k-fold sweep's out-of-fold predictions,
+    which `skin_lightning.audit labels_from=...` ranks for likely label errors."""
+    validation = datamodule.samples("val")
+    if not len(validation):
+        return
+    model = TrainedModel(module.net.eval(), datamodule.classes, cfg.data.image_size, cfg.model.arch)
+    images, labels, _ = datamodule.splits["val"].__getitems__(list(range(len(validation))))
+    probs = predict_probs(model, images.numpy(), cfg.data.batch_size, "none", module.device)
+    write_predictions(path, validation.paths, labels.numpy(), probs, datamodule.classes)
+
+
 def train(cfg: DictConfig) -> dict:
     check_config(cfg)
     check_tta(cfg.tta)
@@ -131,6 +144,7 @@ def train(cfg: DictConfig) -> dict:
         probs, notes = test_time_probs(cfg, module, datamodule, indices)
         extra.update(notes)
     test_paths = datamodule.samples("test").paths
+    write_validation_predictions(output_dir / VALIDATION_PREDICTIONS, cfg, module, datamodule)
     summary = write_reports(
         output_dir,
         probs,
@@ -138,6 +152,7 @@ def train(cfg: DictConfig) -> dict:
         [test_paths[i] for i in indices],
         datamodule.classes,
         extra,
+        copied=datamodule.test_copies_in_training()[indices],
     )
     log.info(
         "test balanced accuracy %.4f, accuracy %.4f; reports in %s",

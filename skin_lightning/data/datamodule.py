@@ -10,10 +10,12 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader, Dataset
 
+from skin_lightning.data.audit import Audit, cached_audit
 from skin_lightning.data.augment import build_augmentation, to_model_input
-from skin_lightning.data.cache import decoded_store
+from skin_lightning.data.cache import Store, decoded_store
+from skin_lightning.data.copies import AUDIT_SIZE
 from skin_lightning.data.demo import make_demo_dataset
-from skin_lightning.data.images import decode_image, decode_into, default_workers, report_bad_images
+from skin_lightning.data.images import decode_image, decode_into, default_workers, report_bad_images, shared_store
 from skin_lightning.data.layouts import Layout, Samples, read_folder_layout, read_isic2019_layout
 from skin_lightning.data.sampling import DeviceBatches, EpochSampler, oversampler
 from skin_lightning.data.split import fold_split, stratified_split, write_split_csv
@@ -58,38 +60,110 @@ def keep_batch(batch):
 
 class SkinDataModule(L.LightningDataModule):
     def __init__(
-        self, data: Mapping, augment: Mapping | None, sampler: Mapping | None, seed: int, output_dir: str | None = None
+        self,
+        data: Mapping,
+        augment: Mapping | None,
+        sampler: Mapping | None,
+        seed: int,
+        output_dir: str | None = None,
+        test_optional: bool = False,
     ):
-        """`augment` and `sampler` may be None where only the splits are read (evaluation)."""
+        """`augment` and `sampler` may be None where only the splits are read (evaluation); `test_optional` lets
+        a class-folder root without Test/ through (the audit reads Train alone)."""
         super().__init__()
         self.cfg = dict(data)
         self.sampler_cfg = dict(sampler or {})
         self.seed = seed
         self.output_dir = Path(output_dir) if output_dir else None
+        self.test_optional = test_optional
         self.augmentation = build_augmentation(augment) if augment else None
         self.root = Path(self.cfg["root"])
         self.classes: list[str] = []
         self.splits: dict[str, ImageSet] = {}
         self._on_device: torch.Tensor | bool | None = None
+        self._layout: Layout | None = None
+        self._store: Store | None = None
+        self._audit: Audit | None = None
+        self.dropped: Samples = Samples([], [])
 
     def prepare_data(self) -> None:
         if self.cfg["layout"] == "demo":
             make_demo_dataset(self.root, seed=0)
 
     def read_layout(self) -> Layout:
-        if self.cfg["layout"] in ("folder", "demo"):
-            return read_folder_layout(self.root)
-        if self.cfg["layout"] == "isic2019":
-            return read_isic2019_layout(self.root)
-        raise ValueError(f"unknown data.layout {self.cfg['layout']!r}")
+        if self._layout is None:
+            if self.cfg["layout"] in ("folder", "demo"):
+                self._layout = read_folder_layout(self.root, self.test_optional)
+            elif self.cfg["layout"] == "isic2019":
+                self._layout = read_isic2019_layout(self.root)
+            else:
+                raise ValueError(f"unknown data.layout {self.cfg['layout']!r}")
+        return self._layout
+
+    def _all_paths(self) -> list[Path]:
+        layout = self.read_layout()
+        return layout.train.paths + (layout.test.paths if layout.test is not None else [])
+
+    def decoded(self) -> Store:
+        """Every image of the layout decoded once (with data.cache=none, only at the audit's size, for the audit)."""
+        if self._store is None:
+            cache = self.cfg["cache"]
+            size = self.cfg["image_size"] if cache != "none" else AUDIT_SIZE
+            self._store = decoded_store(
+                self._all_paths(), size, "memory" if cache == "none" else cache, self.cfg["cache_dir"]
+            )
+        return self._store
+
+    def audit(self) -> Audit:
+        """Clusters of copies over every image of the layout, Train and Test together (see data/audit.py).
+
+        Its thresholds hold from AUDIT_SIZE px up: a store of smaller images is decoded again at that size.
+        """
+        if self._audit is None:
+            store = self.decoded()
+            images = store.images
+            if images.shape[1] < AUDIT_SIZE:
+                images = shared_store(len(store.paths), AUDIT_SIZE)
+                decode_into(store.paths, AUDIT_SIZE, images, desc="decoding for the audit")
+            cache_dir = self.cfg["cache_dir"] if self.cfg["cache"] == "disk" else None
+            self._audit = cached_audit(store.paths, images, images.shape[1], cache_dir)
+        return self._audit
+
+    def _groups(self, samples: Samples) -> np.ndarray | None:
+        """Split units of `samples`: an image's copies share its cluster (data.duplicates=group), else None."""
+        if self.cfg["duplicates"] == "ignore":
+            return None
+        cluster, _ = self.audit().lookup(samples.paths)
+        return np.where(cluster >= 0, cluster, -1 - np.arange(len(cluster)))
+
+    def _drop_conflicts(self, train: Samples) -> Samples:
+        """data.label_conflicts=drop: leave out the training images of clusters whose copies carry several labels."""
+        if self.cfg["label_conflicts"] == "keep":
+            return train
+        layout = self.read_layout()
+        everything = Samples(self._all_paths(), layout.train.labels + (layout.test.labels if layout.test else []))
+        cluster, _ = self.audit().lookup(everything.paths)
+        labels = np.asarray(everything.labels)
+        conflicting = {c for c in np.unique(cluster[cluster >= 0]) if len(np.unique(labels[cluster == c])) > 1}
+        train_cluster, _ = self.audit().lookup(train.paths)
+        drop = np.isin(train_cluster, list(conflicting))
+        self.dropped = train.subset(np.flatnonzero(drop))
+        if len(self.dropped):
+            log.warning(
+                "left out %d training images in %d clusters of copies with conflicting labels "
+                "(data.label_conflicts=drop); listed in label_conflicts.csv",
+                len(self.dropped),
+                len(conflicting),
+            )
+        return train.subset(np.flatnonzero(~drop))
 
     def read_splits(self) -> dict[str, Samples]:
-        """Train, val and test samples before decoding; evaluation reads the test split from here alone."""
+        """Train, val and test samples; evaluation reads the test split from here alone."""
         layout = self.read_layout()
         self.classes = layout.classes
         train, test = layout.train, layout.test
         if test is None:
-            kept, held = stratified_split(train.labels, self.cfg["test_fraction"], self.seed)
+            kept, held = stratified_split(train.labels, self.cfg["test_fraction"], self.seed, self._groups(train))
             train, test = train.subset(kept), train.subset(held)
             log.info(
                 "held out %d images as the test split (data.test_fraction=%s, seed %d)",
@@ -97,11 +171,20 @@ class SkinDataModule(L.LightningDataModule):
                 self.cfg["test_fraction"],
                 self.seed,
             )
+        if self.cfg["duplicates"] == "group":
+            train = self._drop_conflicts(train)
+        groups = self._groups(train)
         if self.cfg["fold"] is None:
-            kept, held = stratified_split(train.labels, self.cfg["val_fraction"], self.seed)
+            kept, held = stratified_split(train.labels, self.cfg["val_fraction"], self.seed, groups)
         else:
-            kept, held = fold_split(train.labels, self.cfg["folds"], self.cfg["fold"], self.seed)
+            kept, held = fold_split(train.labels, self.cfg["folds"], self.cfg["fold"], self.seed, groups)
         return {"train": train.subset(kept), "val": train.subset(held), "test": test}
+
+    def test_copies_in_training(self) -> np.ndarray:
+        """For each test image (in test split order): whether a copy of it is in the train or val split."""
+        cluster_of = dict(zip(self.audit().paths, self.audit().cluster))
+        trained = {cluster_of[p] for split in ("train", "val") for p in self.samples(split).paths} - {-1}
+        return np.asarray([cluster_of[p] in trained for p in self.samples("test").paths], dtype=bool)
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
@@ -109,18 +192,20 @@ class SkinDataModule(L.LightningDataModule):
         samples = self._decode(self.read_splits())
         if self.output_dir is not None and rank_zero_only.rank == 0:
             write_split_csv(self.output_dir / "split.csv", samples, self.classes)
+            if len(self.dropped):
+                write_split_csv(self.output_dir / "label_conflicts.csv", {"left out": self.dropped}, self.classes)
         counts = {name: len(split) for name, split in samples.items()}
         log.info("classes %s; images %s", ", ".join(self.classes), counts)
 
     def _decode(self, samples: dict[str, Samples]) -> dict[str, Samples]:
         size = self.cfg["image_size"]
         paths = [path for split in samples.values() for path in split.paths]
-        if self.cfg["cache"] == "none":
+        if self.cfg["cache"] == "none" and self._store is None:
             # nothing is kept, but every file is decoded once, so a bad one stops the run before training
             store, bad = None, decode_into(paths, size, None, desc="checking images")
         else:
-            store = decoded_store(paths, size, self.cfg["cache"], self.cfg["cache_dir"])
-            bad = store.bad
+            store = self.decoded() if self.cfg["cache"] != "none" else None
+            bad = self.decoded().bad
         unreadable = {error.path for error in bad}
         for name, split in samples.items():
             split = split.subset([i for i, path in enumerate(split.paths) if path not in unreadable])

@@ -1,4 +1,9 @@
-"""The validation split held out from Train, so the model is chosen without looking at Test."""
+"""The validation split held out from Train, so the model is chosen without looking at Test.
+
+With `groups` (one id per image; images of one cluster of copies share it) every split moves whole groups,
+so no copy of a training image is held out; without copies each image is its own group and the split is
+the image-by-image split of older runs.
+"""
 
 import csv
 from pathlib import Path
@@ -9,28 +14,57 @@ from skin_lightning.data.layouts import Samples
 from skin_lightning.errors import UserError
 
 
-def stratified_split(labels: list[int], fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Hold out `fraction` of every class (at least one image of any class with two or more)."""
+def _group_units(labels: np.ndarray, groups) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+    """The units a split moves: each group's first image stands for it (its label stratifies the group).
+
+    Returns the representative image of every unit, the images of every unit, and each unit's label.
+    """
+    ids = np.arange(len(labels)) if groups is None else np.asarray(groups)
+    _, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    unit_of = rank[inverse]
+    members = [[] for _ in order]
+    for image, unit in enumerate(unit_of):
+        members[unit].append(image)
+    representatives = first[order]
+    return representatives, [np.asarray(m) for m in members], labels[representatives]
+
+
+def stratified_split(labels, fraction: float, seed: int, groups=None) -> tuple[np.ndarray, np.ndarray]:
+    """Hold out `fraction` of every class (at least one image of any class with two or more).
+
+    Whole groups move: a class's groups are shuffled and held out until the class's share is reached.
+    """
     labels = np.asarray(labels)
+    _, members, unit_labels = _group_units(labels, groups)
     rng = np.random.default_rng(seed)
     held_out = []
-    for label in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == label))
-        count = int(round(fraction * len(members)))
-        if fraction > 0 and len(members) >= 2:
-            count = min(max(count, 1), len(members) - 1)
-        held_out.append(members[:count])
+    for label in np.unique(unit_labels):
+        units = rng.permutation(np.flatnonzero(unit_labels == label))
+        sizes = np.array([len(members[u]) for u in units])
+        total = int(sizes.sum())
+        count = int(round(fraction * total))
+        if fraction > 0 and total >= 2:
+            count = min(max(count, 1), total - 1)
+        taken = int(np.searchsorted(np.cumsum(sizes), count)) + 1 if count else 0
+        if len(units) >= 2:  # a class never goes wholly to one side while it has two groups
+            taken = min(taken, len(units) - 1)
+        elif total >= 2:  # one group of copies: it cannot be split
+            taken = 0
+        held_out.extend(members[u] for u in units[:taken])
     held = np.sort(np.concatenate(held_out)) if held_out else np.array([], dtype=int)
     kept = np.setdiff1d(np.arange(len(labels)), held)
     return kept, held
 
 
-def stratified_folds(labels, n_folds: int, seed: int) -> list[np.ndarray]:
+def stratified_folds(labels, n_folds: int, seed: int, groups=None) -> list[np.ndarray]:
     """Validation indices of each fold, with every class spread evenly.
 
-    Per class the indices are shuffled and dealt round-robin; the dealer keeps its position from
-    one class to the next, so the remainders of different classes land on different folds and
-    fold sizes differ by at most one.
+    Per class the groups (single images where there are no copies) are shuffled and dealt round-robin;
+    the dealer keeps its position from one class to the next, so the remainders of different classes
+    land on different folds and, without copies, fold sizes differ by at most one.
     """
     labels = np.asarray(labels)
     if labels.ndim != 1 or labels.size == 0 or not np.issubdtype(labels.dtype, np.integer):
@@ -39,17 +73,19 @@ def stratified_folds(labels, n_folds: int, seed: int) -> list[np.ndarray]:
         raise ValueError(
             f"n_folds must be a whole number from 2 to the number of labels ({labels.size}), got {n_folds!r}"
         )
+    _, members, unit_labels = _group_units(labels, groups)
     rng = np.random.default_rng(seed)
     fold_of = np.empty(labels.size, dtype=np.int64)
     start = 0
-    for k in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == k))
-        fold_of[members] = (start + np.arange(members.size)) % n_folds
-        start = (start + members.size) % n_folds
+    for k in np.unique(unit_labels):
+        units = rng.permutation(np.flatnonzero(unit_labels == k))
+        for position, unit in enumerate(units):
+            fold_of[members[unit]] = (start + position) % n_folds
+        start = (start + units.size) % n_folds
     return [np.flatnonzero(fold_of == fold) for fold in range(n_folds)]
 
 
-def fold_split(labels: list[int], folds: int, fold: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def fold_split(labels: list[int], folds: int, fold: int, seed: int, groups=None) -> tuple[np.ndarray, np.ndarray]:
     """Hold out fold `fold` of `folds` stratified folds of Train.
 
     The partition depends only on the labels and the seed, so the k jobs of one seed hold out
@@ -57,7 +93,7 @@ def fold_split(labels: list[int], folds: int, fold: int, seed: int) -> tuple[np.
     """
     if folds > len(labels):
         raise UserError(f"data.folds={folds} is more than the {len(labels)} training images: use fewer folds")
-    held = stratified_folds(labels, folds, seed)[fold]
+    held = stratified_folds(labels, folds, seed, groups)[fold]
     return np.setdiff1d(np.arange(len(labels)), held), held
 
 

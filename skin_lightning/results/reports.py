@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from skin_lightning.model.confusion import confusion_figure
+from skin_lightning.model.metrics import HEADLINE
 from skin_lightning.results.figures import reliability_figure, roc_figure, save
 from skin_lightning.results.scores import BOOTSTRAP, CONFIDENCE, PER_CLASS_FIELDS, score
 from skin_lightning.results.tables import report_rows, with_interval, write_predictions, write_table
@@ -40,11 +41,35 @@ def write_reports(
     classes: list[str],
     extra: dict,
     bins: int = 15,
+    copied: np.ndarray | None = None,
 ) -> dict:
-    """metrics.json, report.{md,csv}, confusion matrices, ROC and reliability PNGs, test_predictions.csv."""
+    """metrics.json, report.{md,csv}, confusion matrices, ROC and reliability PNGs, test_predictions.csv.
+
+    `copied` marks the test images with a copy in the training data (the audit's clusters): the headline
+    scores are then also given without them, as `without_training_copies`.
+    """
     output_dir = Path(output_dir)
     summary, curves = score(probs, labels, classes, bins)
     summary = {**extra, **summary}
+    leak_lines = []
+    if copied is not None:
+        clean = ~np.asarray(copied, dtype=bool)
+        kept, _ = score(probs[clean], labels[clean], classes, bins) if clean.any() else (None, None)
+        summary["without_training_copies"] = {
+            "excluded_images": int((~clean).sum()),
+            **({name: kept[name] for name in ("num_images", *HEADLINE, "intervals")} if kept else {}),
+        }
+        leak_lines = [
+            "",
+            f"Test images with a copy in the training data (train or validation split): {int((~clean).sum())}. "
+            + (
+                f"Without them ({kept['num_images']} images): "
+                f"balanced accuracy {_headline(kept, 'balanced_accuracy')}, "
+                f"accuracy {_headline(kept, 'accuracy')}, macro F1 {_headline(kept, 'macro_f1')}."
+                if kept
+                else "Every test image has one."
+            ),
+        ]
     (output_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
     auroc = "n/a" if summary["auroc"] is None else f"{summary['auroc']:.4f}"
     intro = [
@@ -57,6 +82,7 @@ def write_reports(
         f"Accuracy: {_headline(summary, 'accuracy')}  ",
         f"Macro F1: {_headline(summary, 'macro_f1')}  ",
         f"Macro AUROC: {auroc}, expected calibration error: {summary['calibration']['ece']:.4f}",
+        *leak_lines,
         "",
         interval_note(),
         "",

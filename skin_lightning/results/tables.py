@@ -88,6 +88,9 @@ def write_table(output_dir: Path, name: str, header: list[str], rows: list[list]
     (output_dir / f"{name}.md").write_text("\n".join(lines) + "\n")
 
 
+VALIDATION_PREDICTIONS = "val_predictions.csv"
+
+
 def write_predictions(path: Path, paths: list, labels: np.ndarray, probs: np.ndarray, classes: list[str]) -> None:
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
