@@ -87,7 +87,8 @@ def test_missing_image_and_missing_column_are_named(tmp_path):
 
 
 def datamodule(root: Path, seed: int = 0) -> SkinDataModule:
-    data = {"layout": "isic2019", "root": str(root), "test_fraction": 0.25, "val_fraction": 0.2, "fold": None}
+    data = {"layout": "isic2019", "root": str(root), "test_fraction": 0.25, "val_fraction": 0.2, "fold": None,
+            "duplicates": "ignore"}
     return SkinDataModule(data, None, None, seed)
 
 
