@@ -8,7 +8,7 @@ from email.parser import Parser
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPTS = ("train", "evaluate", "predict", "explain", "export", "prepare", "summary")
+SCRIPTS = ("train", "evaluate", "predict", "explain", "export", "prepare", "summary", "audit")
 
 
 def test_the_wheel_holds_the_configs_and_runs_from_outside_the_checkout(tmp_path):
