@@ -13,6 +13,7 @@ import numpy as np
 
 from skin_lightning.data.cache import cache_key
 from skin_lightning.data.copies import audit_pixels, find_copies, image_issues, perceptual_hashes
+from skin_lightning.data.layouts import Samples
 
 log = logging.getLogger(__name__)
 
@@ -27,11 +28,32 @@ class Audit:
     issues: list[str]
     seconds: float
 
-    def lookup(self, paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
-        """Cluster ids and residuals of `paths`, in their order."""
+    def clusters_of(self, paths: list[Path]) -> np.ndarray:
+        """Cluster id of each of `paths` (-1: no copy)."""
         row = {path: i for i, path in enumerate(self.paths)}
-        rows = np.asarray([row[path] for path in paths], dtype=np.int64)
-        return self.cluster[rows], self.residual[rows]
+        return self.cluster[np.asarray([row[path] for path in paths], dtype=np.int64)]
+
+    def groups(self, paths: list[Path]) -> np.ndarray:
+        """Split units: copies share their cluster's id, every other image has an id of its own."""
+        cluster = self.clusters_of(paths)
+        return np.where(cluster >= 0, cluster, -1 - np.arange(len(cluster)))
+
+    def conflicts(self, paths: list[Path], labels: list[int]) -> np.ndarray:
+        """Ids of the clusters whose copies among `paths` carry more than one label."""
+        cluster, labels = self.clusters_of(paths), np.asarray(labels)
+        ids = np.unique(cluster[cluster >= 0])
+        return np.asarray([c for c in ids if len(np.unique(labels[cluster == c])) > 1], dtype=np.int64)
+
+    def without_conflicts(self, train: Samples, paths: list[Path], labels: list[int]) -> tuple[Samples, Samples]:
+        """`train` split into the images outside and inside clusters whose copies among `paths` (with `labels`)
+        carry more than one label."""
+        conflicting = np.isin(self.clusters_of(train.paths), self.conflicts(paths, labels))
+        return train.subset(np.flatnonzero(~conflicting)), train.subset(np.flatnonzero(conflicting))
+
+    def copied(self, paths: list[Path], others: list[Path]) -> np.ndarray:
+        """Whether each of `paths` has a copy among `others`."""
+        seen = np.setdiff1d(self.clusters_of(others), [-1])
+        return np.isin(self.clusters_of(paths), seen)
 
 
 def run_audit(paths: list[Path], images: np.ndarray) -> Audit:

@@ -130,32 +130,20 @@ class SkinDataModule(L.LightningDataModule):
         return self._audit
 
     def _groups(self, samples: Samples) -> np.ndarray | None:
-        """Split units of `samples`: an image's copies share its cluster (data.duplicates=group), else None."""
-        if self.cfg["duplicates"] == "ignore":
-            return None
-        cluster, _ = self.audit().lookup(samples.paths)
-        return np.where(cluster >= 0, cluster, -1 - np.arange(len(cluster)))
+        """Split units of `samples` with data.duplicates=group (copies move together), else None."""
+        return None if self.cfg["duplicates"] == "ignore" else self.audit().groups(samples.paths)
 
     def _drop_conflicts(self, train: Samples) -> Samples:
-        """data.label_conflicts=drop: leave out the training images of clusters whose copies carry several labels."""
+        """data.label_conflicts=drop: leave out the training images of clusters whose copies carry several labels
+        (in Train or Test); they are listed in the run folder."""
         if self.cfg["label_conflicts"] == "keep":
             return train
         layout = self.read_layout()
-        everything = Samples(self._all_paths(), layout.train.labels + (layout.test.labels if layout.test else []))
-        cluster, _ = self.audit().lookup(everything.paths)
-        labels = np.asarray(everything.labels)
-        conflicting = {c for c in np.unique(cluster[cluster >= 0]) if len(np.unique(labels[cluster == c])) > 1}
-        train_cluster, _ = self.audit().lookup(train.paths)
-        drop = np.isin(train_cluster, list(conflicting))
-        self.dropped = train.subset(np.flatnonzero(drop))
+        labels = layout.train.labels + (layout.test.labels if layout.test is not None else [])
+        train, self.dropped = self.audit().without_conflicts(train, self._all_paths(), labels)
         if len(self.dropped):
-            log.warning(
-                "left out %d training images in %d clusters of copies with conflicting labels "
-                "(data.label_conflicts=drop); listed in label_conflicts.csv",
-                len(self.dropped),
-                len(conflicting),
-            )
-        return train.subset(np.flatnonzero(~drop))
+            log.warning("left out %d images with copies under another label: label_conflicts.csv", len(self.dropped))
+        return train
 
     def read_splits(self) -> dict[str, Samples]:
         """Train, val and test samples; evaluation reads the test split from here alone."""
@@ -182,9 +170,8 @@ class SkinDataModule(L.LightningDataModule):
 
     def test_copies_in_training(self) -> np.ndarray:
         """For each test image (in test split order): whether a copy of it is in the train or val split."""
-        cluster_of = dict(zip(self.audit().paths, self.audit().cluster))
-        trained = {cluster_of[p] for split in ("train", "val") for p in self.samples(split).paths} - {-1}
-        return np.asarray([cluster_of[p] in trained for p in self.samples("test").paths], dtype=bool)
+        training = self.samples("train").paths + self.samples("val").paths
+        return self.audit().copied(self.samples("test").paths, training)
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
