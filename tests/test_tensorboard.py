@@ -81,11 +81,13 @@ def test_a_finished_run_shows_every_epoch_and_the_test_scores(tmp_path, demo_roo
     layout = layout_pb2.Layout.FromString(config.tensor_proto.string_val[0])
     charts = {chart.title: list(chart.multiline.tag) for category in layout.category for chart in category.chart}
     assert charts["validation recall of each class"] == ["^val/recall$"]
-    for name in ("AK", "DF", "VASC"):  # each class a run of its own, with the run's own val/recall/<class> values
-        recall = events(tmp_path, f"val_recall_{name}").Scalars("val/recall")
-        assert [point.step for point in recall] == val_steps
-        logged = accumulator.Scalars(f"val/recall/{name}")
-        assert [point.value for point in recall] == pytest.approx([point.value for point in logged])
+    assert charts["validation precision of each class"] == ["^val/precision$"]
+    for cls in ("AK", "DF", "VASC"):  # each class a run of its own, with the run's own val/<score>/<class> values
+        for score in ("recall", "precision"):
+            drawn = events(tmp_path, f"class_{cls}").Scalars(f"val/{score}")
+            assert [point.step for point in drawn] == val_steps
+            logged = accumulator.Scalars(f"val/{score}/{cls}")
+            assert [point.value for point in drawn] == pytest.approx([point.value for point in logged])
     assert charts["loss"] == ["^train/loss_epoch$", "^val/loss$"] and {"train/loss_epoch", "val/loss"} <= set(tags)
 
 

@@ -4,19 +4,21 @@
   validation and test scores as its metrics; TensorBoard reads each metric's latest scalar, so the
   validation scores follow every epoch and the test scores appear once the run has tested. A run
   that ends says so (success or failure); one that was killed shows no end.
-- Custom Scalars: the classes' validation recall in one chart, each class its own line, colour and
-  name; train against validation loss and balanced accuracy.
+- Custom Scalars: the classes' validation recall, and their precision, in one chart each, each class
+  its own line, colour and name; train against validation loss and balanced accuracy.
 - Scalars: the learning rate under train/, and no bare `epoch` curve above the others.
 """
 
 import time
 from collections.abc import Mapping
+from pathlib import Path
 
 import lightning as L
 from google.protobuf import struct_pb2
 from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.compat.proto.summary_pb2 import Summary
 from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+from torch.utils.tensorboard import SummaryWriter
 
 # The HParams tab ticks the first five metrics and the first five settings; the rest are one click away.
 HPARAMS_METRICS = (
@@ -25,7 +27,9 @@ HPARAMS_METRICS = (
 )
 # The tab lists settings marked as differing between runs first: these five are the ones ticked.
 TICKED = ("experiment", "augment", "sampler", "loss", "optim")
-CLASS_RECALL = "val/recall"  # one TensorBoard run per class under the run's folder, named val_recall_<CLASS>
+# Each class's validation scores also go to a TensorBoard run of its own, <run>/tensorboard/class_<CLASS>, under
+# these tags: a chart of one tag then draws each class in its own colour, with its name on the line's run.
+CLASS_RUN_TAGS = ("recall", "precision")
 
 
 class RunLogger(TensorBoardLogger):
@@ -82,14 +86,10 @@ def hparams_summaries(settings: Mapping[str, str | float]) -> list[Summary]:
     ]
 
 
-def layout(classes: list[str]) -> dict:
+def layout() -> dict:
     """Custom Scalars charts; tags are regular expressions, anchored so val/loss never matches val/loss_x."""
-    names = "|".join(classes)
     return {
-        "classes": {
-            "validation recall of each class": ["Multiline", [f"^{CLASS_RECALL}$"]],
-            "validation precision of each class": ["Multiline", [f"^val/precision/({names})$"]],
-        },
+        "classes": {f"validation {name} of each class": ["Multiline", [f"^val/{name}$"]] for name in CLASS_RUN_TAGS},
         "train vs validation": {
             "loss": ["Multiline", ["^train/loss_epoch$", "^val/loss$"]],
             "balanced accuracy": ["Multiline", ["^train/balanced_accuracy$", "^val/balanced_accuracy$"]],
@@ -99,12 +99,13 @@ def layout(classes: list[str]) -> dict:
 
 
 class RunTensorBoard(L.Callback):
-    """Writes the HParams entry and the Custom Scalars layout at fit start, each class's validation recall after
-    every validation, and the run's end; logs train/lr every epoch."""
+    """Writes the HParams entry and the Custom Scalars layout at fit start, each class's validation scores to its
+    own run after every validation of the fit, and the run's end; logs train/lr every epoch."""
 
     def __init__(self, settings: Mapping[str, str | float], classes: list[str]):
         self.settings = dict(settings)
         self.classes = list(classes)
+        self.class_writers: dict[tuple[str, str], SummaryWriter] = {}
 
     @staticmethod
     def _writers(trainer: L.Trainer) -> list:
@@ -116,19 +117,31 @@ class RunTensorBoard(L.Callback):
         for writer in self._writers(trainer):
             for summary in hparams_summaries(self.settings):
                 writer._get_file_writer().add_summary(summary)
-            writer.add_custom_scalars(layout(self.classes))
+            writer.add_custom_scalars(layout())
             writer.flush()
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """add_scalars writes each class to its own run, so the chart gives each its own colour and name."""
-        recalls = {c: float(trainer.callback_metrics[f"{CLASS_RECALL}/{c}"]) for c in self.classes
-                   if f"{CLASS_RECALL}/{c}" in trainer.callback_metrics}
-        if trainer.sanity_checking or not recalls:
+        if trainer.sanity_checking or trainer.state.fn != "fit":
             return
         step = trainer.fit_loop.epoch_loop._batches_that_stepped  # the step of this epoch's val/* scalars
+        metrics = trainer.callback_metrics
         for writer in self._writers(trainer):
-            writer.add_scalars(CLASS_RECALL, recalls, step)
-            writer.flush()  # the class runs' files too, so a run killed later keeps its curves
+            for cls in self.classes:
+                tags = {name: f"val/{name}/{cls}" for name in CLASS_RUN_TAGS}
+                scores = {name: metrics[tag] for name, tag in tags.items() if tag in metrics}
+                if not scores:
+                    continue
+                if (writer.log_dir, cls) not in self.class_writers:
+                    self.class_writers[writer.log_dir, cls] = SummaryWriter(Path(writer.log_dir) / f"class_{cls}")
+                class_writer = self.class_writers[writer.log_dir, cls]
+                for name, value in scores.items():
+                    class_writer.add_scalar(f"val/{name}", float(value), step)
+                class_writer.flush()  # a run killed later keeps its curves
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        for class_writer in self.class_writers.values():
+            class_writer.close()
+        self.class_writers.clear()
 
     def _end(self, trainer: L.Trainer, status: int) -> None:
         for writer in self._writers(trainer):
