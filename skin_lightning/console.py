@@ -66,12 +66,11 @@ def settings_that_differ(cfg: DictConfig, keys: tuple[str, ...]) -> list[str]:
     # recipes (experiment, hparams_search) are left out of the baseline, so the values they set show
     groups = [f"{group}={choice}" for group, choice in choices.items() if defaults.get(group) is not None]
     baseline = compose(config_name="train", overrides=groups)
-    ran, base = (
-        _flat(OmegaConf.to_container(OmegaConf.masked_copy(c, list(keys)), resolve=True))
-        for c in (cfg, baseline)
-    )
+    # compared as written (an interpolation such as data.cache_dir=${data.root}/.cache is the same setting in both,
+    # and the baseline's data.root may be missing), shown as the run resolves it
+    ran, base = (_flat(OmegaConf.to_container(OmegaConf.masked_copy(c, list(keys)))) for c in (cfg, baseline))
     return [f"{group}={choice}" for group, choice in choices.items()] + [
-        f"{key}={value}" for key, value in ran.items() if key not in base or base[key] != value
+        f"{key}={OmegaConf.select(cfg, key)}" for key, value in ran.items() if key not in base or base[key] != value
     ]
 
 
