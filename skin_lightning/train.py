@@ -6,12 +6,14 @@ from pathlib import Path
 import hydra
 import lightning as L
 import numpy as np
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from skin_lightning.cli import CONFIG_DIR, reported
 from skin_lightning.config import check_config
+from skin_lightning.console import EpochLine, settings_that_differ
 from skin_lightning.data.augment import preprocessing
 from skin_lightning.data.datamodule import SkinDataModule
 from skin_lightning.model.callbacks import ReseedEveryEpoch, StopOnNonFiniteLoss
@@ -20,14 +22,14 @@ from skin_lightning.model.hardware import resolve_precision
 from skin_lightning.model.inference import TrainedModel, check_tta, predict_probs
 from skin_lightning.model.metrics import HEADLINE
 from skin_lightning.model.module import SkinClassifier
-from skin_lightning.model.tensorboard import RunTensorBoard
+from skin_lightning.model.tensorboard import RunTensorBoard, compared_settings
 from skin_lightning.results.logit_adjustment import adjust, check_logit_adjustment, resolve_tau
 from skin_lightning.results.reports import write_reports
 from skin_lightning.results.tables import VALIDATION_PREDICTIONS, write_predictions
 
 log = logging.getLogger(__name__)
-# what the HParams tab shows of a run: its settings, not where it writes
-RUN_SETTINGS = ("seed", "data", "augment", "sampler", "loss", "optim", "model", "trainer")
+# what the console's first line compares with the defaults: a run's settings, not where it writes
+RUN_SETTINGS = ("seed", "data", "augment", "sampler", "loss", "optim", "model", "trainer", "tta", "logit_adjustment")
 
 
 def _checkpoint_to_test(trainer: L.Trainer) -> str | None:
@@ -101,7 +103,8 @@ def train(cfg: DictConfig) -> dict:
     check_config(cfg)
     check_tta(cfg.tta)
     check_logit_adjustment(cfg.logit_adjustment)
-    L.seed_everything(cfg.seed, workers=True)
+    log.info("settings that differ from the defaults: %s", " ".join(settings_that_differ(cfg, RUN_SETTINGS)) or "none")
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
     output_dir = Path(cfg.output_dir)
     checkpoint_dir = OmegaConf.select(cfg, "callbacks.checkpoint.dirpath", default=str(output_dir / "checkpoints"))
     resume = resume_path(cfg.resume, Path(checkpoint_dir))
@@ -117,8 +120,8 @@ def train(cfg: DictConfig) -> dict:
         **{key: OmegaConf.to_container(cfg[key], resolve=True) for key in ("model", "loss", "optim")},
     )
     callbacks = [instantiate(callback) for callback in cfg.callbacks.values()]
-    settings = {key: value for key, value in OmegaConf.to_container(cfg, resolve=True).items() if key in RUN_SETTINGS}
-    callbacks.append(RunTensorBoard(settings, datamodule.classes))
+    choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
+    callbacks += [RunTensorBoard(compared_settings(cfg, choices), datamodule.classes), EpochLine()]
     loggers = [instantiate(logger) for logger in cfg.logger.values()]
     trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer_args["precision"] = resolve_precision(trainer_args["precision"], trainer_args["accelerator"])

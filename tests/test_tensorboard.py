@@ -1,23 +1,24 @@
-"""TensorBoard from the first epoch: HParams with per-epoch metrics, Custom Scalars, train/lr, and
-confusion images at the steps of the scalars they belong to."""
+"""TensorBoard from the first epoch: HParams with the settings a user compares and per-epoch metrics, Custom
+Scalars with one run per class, train/lr, and confusion images at the steps of the scalars they belong to."""
 
 import json
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.custom_scalar import layout_pb2
-from tensorboard.plugins.hparams import plugin_data_pb2
+from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
 
 from skin_lightning.errors import UserError
 from skin_lightning.train import train
 
-from conftest import FAST, compose_train
+from conftest import FAST, compose_train, run_train
 
 TWO_EPOCHS = [*FAST, "experiment=demo", "trainer.max_epochs=2"]
 
 
-def events(run_dir) -> EventAccumulator:
-    (folder,) = {path.parent for path in (run_dir / "tensorboard").rglob("events.out.tfevents.*")}
+def events(run_dir, run: str = "") -> EventAccumulator:
+    """The events of the run's own folder, or of one of the runs add_scalars writes beside it."""
+    (folder,) = {path.parent for path in (run_dir / "tensorboard" / run).glob("events.out.tfevents.*")}
     return EventAccumulator(str(folder), size_guidance={"images": 0, "scalars": 0, "tensors": 0}).Reload()
 
 
@@ -31,6 +32,18 @@ def hparams_tab(accumulator: EventAccumulator) -> tuple[dict, list[str]]:
         for name, value in start.hparams.items()
     }
     return settings, [info.name.tag for info in experiment.metric_infos]
+
+
+def ticked(accumulator: EventAccumulator) -> list[str]:
+    """The settings the HParams tab shows before any click: the first five, those marked as differing first."""
+    content = accumulator.PluginTagToContent("hparams")
+    infos = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment.hparam_infos
+    return [info.name for info in sorted(infos, key=lambda info: (not info.differs, info.name))][:5]
+
+
+def session_end(accumulator: EventAccumulator) -> int | None:
+    content = accumulator.PluginTagToContent("hparams").get("_hparams_/session_end_info")
+    return content and plugin_data_pb2.HParamsPluginData.FromString(content).session_end_info.status
 
 
 def steps(accumulator: EventAccumulator, tag: str) -> list[int]:
@@ -54,14 +67,27 @@ def test_a_finished_run_shows_every_epoch_and_the_test_scores(tmp_path, demo_roo
     assert summary["balanced_accuracy"] == metrics["balanced_accuracy"]
 
     settings, metric_tags = hparams_tab(accumulator)
-    assert settings["optim.name"] == "adamw" and settings["model.arch"] == "resnet18" and settings["seed"] == 42
-    assert {"val/balanced_accuracy", "val/macro_f1", "val/auroc", "test/balanced_accuracy"} <= set(metric_tags)
+    # whole numbers as text, printed as they are; the rate as a number
+    assert settings | {"lr": round(settings["lr"], 9)} == {
+        "experiment": "?", "augment": "?", "sampler": "?", "loss": "?", "optim": "?",  # no Hydra app: no choices
+        "lr": 0.002, "backbone": "resnet18", "image_size": "32", "seed": "42", "epochs": "2",
+    }
+    assert metric_tags[:2] == ["val/balanced_accuracy", "test/balanced_accuracy"]
+    assert {"test/accuracy", "test/macro_f1", "test/auroc", "val/macro_f1", "val/auroc"} <= set(metric_tags)
     assert all(tag in tags for tag in metric_tags)  # every HParams metric has values to show
+    assert session_end(accumulator) == api_pb2.STATUS_SUCCESS
 
     (config,) = accumulator.Tensors("custom_scalars__config__")  # the layout travels in the tensor
     layout = layout_pb2.Layout.FromString(config.tensor_proto.string_val[0])
     charts = {chart.title: list(chart.multiline.tag) for category in layout.category for chart in category.chart}
-    assert charts["validation recall of each class"] == ["^val/recall/(AK|BCC|BKL|DF|MEL|NV|SCC|VASC)$"]
+    assert charts["validation recall of each class"] == ["^val/recall$"]
+    assert charts["validation precision of each class"] == ["^val/precision$"]
+    for cls in ("AK", "DF", "VASC"):  # each class a run of its own, with the run's own val/<score>/<class> values
+        for score in ("recall", "precision"):
+            drawn = events(tmp_path, f"class_{cls}").Scalars(f"val/{score}")
+            assert [point.step for point in drawn] == val_steps
+            logged = accumulator.Scalars(f"val/{score}/{cls}")
+            assert [point.value for point in drawn] == pytest.approx([point.value for point in logged])
     assert charts["loss"] == ["^train/loss_epoch$", "^val/loss$"] and {"train/loss_epoch", "val/loss"} <= set(tags)
 
 
@@ -79,9 +105,23 @@ def test_an_interrupted_run_already_has_its_hparams_and_validation_scores(tmp_pa
         train(compose_train(overrides))
     accumulator = events(tmp_path)
     settings, metric_tags = hparams_tab(accumulator)
-    assert settings["data.image_size"] == 32 and settings["trainer.max_epochs"] == 2
+    assert settings["image_size"] == "32" and settings["epochs"] == "2"
+    assert session_end(accumulator) == api_pb2.STATUS_FAILURE
     tags = accumulator.Tags()["scalars"]
     shown = {tag: accumulator.Scalars(tag)[-1].value for tag in metric_tags if tag in tags}
     assert set(shown) == {"val/balanced_accuracy", "val/macro_f1", "val/auroc"}
     assert all(0 <= value <= 1 for value in shown.values())
     assert not (tmp_path / "metrics.json").exists()
+
+
+def test_the_hparams_tab_names_the_recipe_and_ticks_what_a_user_compares(tmp_path, demo_root):
+    """From the command line, as a user runs it: the experiment and the presets are recorded by name."""
+    overrides = [*FAST, "experiment=demo", "loss=focal", f"data.root={demo_root}", f"hydra.run.dir={tmp_path}"]
+    result = run_train(overrides, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    accumulator = events(tmp_path)
+    settings, _ = hparams_tab(accumulator)
+    assert {name: settings[name] for name in ("experiment", "augment", "sampler", "loss", "optim")} == {
+        "experiment": "demo", "augment": "selective", "sampler": "oversample", "loss": "focal", "optim": "adamw",
+    }
+    assert ticked(accumulator) == ["augment", "experiment", "loss", "optim", "sampler"]

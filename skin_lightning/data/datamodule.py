@@ -1,6 +1,7 @@
 """Everything about images: layout, validation split, decoding, sampling and batch augmentation."""
 
 import logging
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -8,6 +9,7 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from torch.utils.data import DataLoader, Dataset
 
 from skin_lightning.data.audit import Audit, cached_audit
@@ -22,6 +24,9 @@ from skin_lightning.data.split import fold_split, stratified_split, write_split_
 from skin_lightning.errors import UserError
 
 log = logging.getLogger(__name__)
+# data.num_workers=auto loads decoded images without workers: a batch is one index into the store in memory, which
+# worker processes would only copy. Lightning, which cannot know that, advises more workers for every loader.
+warnings.filterwarnings("ignore", message=r"The '\w+' does not have many workers", category=PossibleUserWarning)
 
 
 class ImageSet(Dataset):

@@ -7,6 +7,8 @@ replicates of the intervals and the sweep summary all go through these two funct
 that is absent from the test set but predicted counts the same way everywhere.
 """
 
+import warnings
+
 import numpy as np
 import torch
 from torchmetrics import MetricCollection
@@ -17,6 +19,10 @@ from torchmetrics.classification import (
     MulticlassPrecision,
     MulticlassRecall,
 )
+
+# A validation split or fold without some class makes torchmetrics' ROC warn at every validation; that class's AUC
+# is undefined and `macro_auroc` leaves it out of the average, so there is nothing for a user to do.
+warnings.filterwarnings("ignore", message="No positive samples in targets", category=UserWarning)
 
 PER_CLASS = ("precision", "recall", "f1")
 HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1", "auroc")

@@ -94,7 +94,7 @@ class JobRow:
         return self.job.split("_")[0]
 
 
-def _read_job(job_dir: Path) -> tuple[JobRow, list[str]]:
+def read_job(job_dir: Path) -> tuple[JobRow, list[str]]:
     overrides = yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text()) or []
     row = JobRow(
         job=job_dir.name,
@@ -131,7 +131,7 @@ def job_rows(sweep_dir: Path) -> tuple[list[JobRow], list[str], list[str]]:
     )
     rows, classes = [], []
     for job_dir in job_dirs:
-        row, found = _read_job(job_dir)
+        row, found = read_job(job_dir)
         rows.append(row)
         classes = classes or found
     shared = [o for o in rows[0].setting if all(o in row.setting for row in rows)] if rows else []
