@@ -17,11 +17,13 @@ from skin_lightning.data.datamodule import SkinDataModule
 from skin_lightning.model.callbacks import ReseedEveryEpoch, StopOnNonFiniteLoss
 from skin_lightning.model.checkpoints import AtomicCheckpointIO, resume_path
 from skin_lightning.model.hardware import resolve_precision
-from skin_lightning.model.inference import TrainedModel, check_tta, predict_probs
+from skin_lightning.model.inference import TrainedModel, check_tta
 from skin_lightning.model.metrics import HEADLINE
 from skin_lightning.model.module import SkinClassifier
-from skin_lightning.model.tensorboard import RunTensorBoard
-from skin_lightning.results.logit_adjustment import adjust, check_logit_adjustment, resolve_tau
+from skin_lightning.model.networks import network_name
+from skin_lightning.model.tensorboard import ConfusionFigures, RunTensorBoard
+from skin_lightning.results.logit_adjustment import check_logit_adjustment
+from skin_lightning.results.posthoc import test_time_probs
 from skin_lightning.results.reports import write_reports
 
 log = logging.getLogger(__name__)
@@ -61,27 +63,30 @@ def validation_scores(
     }
 
 
-def test_time_probs(
+def posthoc_probs(
     cfg: DictConfig, module: SkinClassifier, datamodule: SkinDataModule, indices: np.ndarray
 ) -> tuple[np.ndarray, dict]:
-    """Test probabilities with `tta` and post-hoc `logit_adjustment`, computed as evaluate computes them.
+    """Test probabilities with `tta` and post-hoc `logit_adjustment`, through evaluate's function.
 
     Run outside Lightning on the tested checkpoint's network, so the sweep summary compares these
     predictions; the test/* scalars that Lightning logged are those of the plain model.
     """
-    model = TrainedModel(module.net.eval(), datamodule.classes, cfg.data.image_size, cfg.model.arch)
+    model = TrainedModel(
+        module.net.eval(),
+        datamodule.classes,
+        cfg.data.image_size,
+        network_name(cfg.model),
+        module.hparams.class_counts,
+    )
 
-    def predict(split: str) -> tuple[np.ndarray, np.ndarray]:
+    def images_of(split: str) -> tuple[np.ndarray, np.ndarray]:
         images, labels, _ = datamodule.splits[split].__getitems__(list(range(len(datamodule.samples(split)))))
-        return predict_probs(model, images.numpy(), cfg.data.batch_size, cfg.tta, module.device), labels.numpy()
+        return images.numpy(), labels.numpy()
 
-    probs = predict("test")[0][indices]
-    notes = {"tta": cfg.tta}
-    if cfg.logit_adjustment is not None:
-        counts = module.hparams.class_counts
-        tau, notes["logit_adjustment"] = resolve_tau(cfg.logit_adjustment, counts, lambda: predict("val"))
-        probs = adjust(probs, counts, tau)
-    return probs, notes
+    probs, _, notes = test_time_probs(
+        model, images_of, cfg.tta, cfg.logit_adjustment, cfg.data.batch_size, module.device
+    )
+    return probs[indices], notes
 
 
 def train(cfg: DictConfig) -> dict:
@@ -105,7 +110,7 @@ def train(cfg: DictConfig) -> dict:
     )
     callbacks = [instantiate(callback) for callback in cfg.callbacks.values()]
     settings = {key: value for key, value in OmegaConf.to_container(cfg, resolve=True).items() if key in RUN_SETTINGS}
-    callbacks.append(RunTensorBoard(settings, datamodule.classes))
+    callbacks += [RunTensorBoard(settings, datamodule.classes), ConfusionFigures(datamodule.classes)]
     loggers = [instantiate(logger) for logger in cfg.logger.values()]
     trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer_args["precision"] = resolve_precision(trainer_args["precision"], trainer_args["accelerator"])
@@ -128,7 +133,7 @@ def train(cfg: DictConfig) -> dict:
 
     probs, labels, indices = module.test_predictions()
     if cfg.tta != "none" or cfg.logit_adjustment is not None:
-        probs, notes = test_time_probs(cfg, module, datamodule, indices)
+        probs, notes = posthoc_probs(cfg, module, datamodule, indices)
         extra.update(notes)
     test_paths = datamodule.samples("test").paths
     summary = write_reports(
