@@ -17,7 +17,7 @@ from skin_lightning.data.images import decode_all, report_bad_images
 from skin_lightning.errors import UserError
 from skin_lightning.model.inference import check_tta, load_checkpoint, resolve_device, to_checkpoint_labels
 from skin_lightning.results.logit_adjustment import check_logit_adjustment
-from skin_lightning.results.posthoc import test_time_probs
+from skin_lightning.results.posthoc import posthoc_test_probs
 from skin_lightning.results.reports import write_reports
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def evaluate(cfg: DictConfig) -> dict:
         kept_paths[split] = [path for path, keep in zip(samples.paths, good) if keep]
         return images, labels[good]
 
-    probs, labels, notes = test_time_probs(
+    probs, labels, notes = posthoc_test_probs(
         model, images_of, cfg.tta, cfg.logit_adjustment, cfg.data.batch_size, device
     )
     paths = kept_paths["test"]

@@ -23,7 +23,7 @@ from skin_lightning.model.module import SkinClassifier
 from skin_lightning.model.networks import network_name
 from skin_lightning.model.tensorboard import ConfusionFigures, RunTensorBoard
 from skin_lightning.results.logit_adjustment import check_logit_adjustment
-from skin_lightning.results.posthoc import test_time_probs
+from skin_lightning.results.posthoc import posthoc_test_probs
 from skin_lightning.results.reports import write_reports
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ def validation_scores(
     }
 
 
-def posthoc_probs(
+def tta_and_adjustment(
     cfg: DictConfig, module: SkinClassifier, datamodule: SkinDataModule, indices: np.ndarray
 ) -> tuple[np.ndarray, dict]:
     """Test probabilities with `tta` and post-hoc `logit_adjustment`, through evaluate's function.
@@ -83,7 +83,7 @@ def posthoc_probs(
         images, labels, _ = datamodule.splits[split].__getitems__(list(range(len(datamodule.samples(split)))))
         return images.numpy(), labels.numpy()
 
-    probs, _, notes = test_time_probs(
+    probs, _, notes = posthoc_test_probs(
         model, images_of, cfg.tta, cfg.logit_adjustment, cfg.data.batch_size, module.device
     )
     return probs[indices], notes
@@ -133,7 +133,7 @@ def train(cfg: DictConfig) -> dict:
 
     probs, labels, indices = module.test_predictions()
     if cfg.tta != "none" or cfg.logit_adjustment is not None:
-        probs, notes = posthoc_probs(cfg, module, datamodule, indices)
+        probs, notes = tta_and_adjustment(cfg, module, datamodule, indices)
         extra.update(notes)
     test_paths = datamodule.samples("test").paths
     summary = write_reports(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from skin_lightning.cli import CONFIG_DIR
 from skin_lightning.data.demo import make_demo_dataset
@@ -39,6 +40,11 @@ def compose_config(name: str, overrides: list[str]):
 
 def compose_train(overrides: list[str]):
     return compose_config("train", overrides)
+
+
+def target(group: str, choice: str) -> str:
+    """The `_target_` of a config group's choice: what tells a composed config's choice apart."""
+    return OmegaConf.load(Path(CONFIG_DIR) / group / f"{choice}.yaml")._target_
 
 
 @pytest.fixture(scope="session")

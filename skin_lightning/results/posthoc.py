@@ -10,7 +10,7 @@ from skin_lightning.model.inference import TrainedModel, predict_probs
 from skin_lightning.results.logit_adjustment import adjust, resolve_tau
 
 
-def test_time_probs(
+def posthoc_test_probs(
     model: TrainedModel,
     images_of: Callable[[str], tuple[np.ndarray, np.ndarray]],
     tta: str,
