@@ -90,7 +90,7 @@ class RunTensorBoard(L.Callback):
             pl_module.log("train/lr", lr, on_step=False, on_epoch=True, batch_size=1)
 
 
-def tested_weights(trainer: L.Trainer) -> str:
+def which_weights(trainer: L.Trainer) -> str:
     """Which weights a test ran on, for the test figure's title: "best checkpoint (epoch 3)"."""
     if trainer.ckpt_path:
         return f"{Path(trainer.ckpt_path).stem} checkpoint (epoch {checkpoint_epoch(trainer.ckpt_path)})"
@@ -120,4 +120,4 @@ class ConfusionFigures(L.Callback):
             self._add(trainer, pl_module, "val", f"val, epoch {trainer.current_epoch + 1}")
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._add(trainer, pl_module, "test", f"test, {tested_weights(trainer)}")
+        self._add(trainer, pl_module, "test", f"test, {which_weights(trainer)}")
