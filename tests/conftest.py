@@ -84,6 +84,15 @@ def demo_checkpoint(demo_root, tmp_path_factory) -> Path:
     return run / "checkpoints" / "best.ckpt"
 
 
+@pytest.fixture(scope="session")
+def timm_checkpoint(demo_root, tmp_path_factory):
+    """A timm ConvNeXt trained for two batches on the fast step, in channels_last."""
+    run = tmp_path_factory.mktemp("timm_run")
+    overrides = [*FAST, "experiment=demo", "model=timm", "model.name=test_convnext", "model.fast_step=true"]
+    train(compose_train([*overrides, f"data.root={demo_root}", f"output_dir={run}", "logger=csv"]))
+    return run / "checkpoints" / "best.ckpt"
+
+
 def run_train(overrides: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     """`python -m skin_lightning.train` in a fresh process, with this checkout and tests/probes.py importable."""
     return subprocess.run(

@@ -1,10 +1,7 @@
-"""timm backbones (model=timm): built with our classes, trained on the fast step, then evaluated, exported and
-explained from the checkpoint's plain hyperparameters. timm's tiny test_* models keep it to seconds on a CPU."""
+"""timm backbones (model=timm): built with our classes, trained on the fast step, then evaluated and explained
+from the checkpoint's plain hyperparameters (exported: test_deploy.py). timm's tiny test_* models keep it to
+seconds on a CPU."""
 
-import json
-
-import numpy as np
-import onnxruntime
 import pytest
 import timm
 import torch
@@ -12,23 +9,12 @@ import torch
 from skin_lightning.errors import UserError
 from skin_lightning.evaluate import evaluate
 from skin_lightning.explain import explain
-from skin_lightning.export import export_model
 from skin_lightning.model.cam import choose_layer
 from skin_lightning.model.checkpoints import read_checkpoint
-from skin_lightning.model.inference import load_checkpoint, predict_probs
+from skin_lightning.model.inference import load_checkpoint
 from skin_lightning.model.timm_network import timm_network
-from skin_lightning.train import train
 
-from conftest import FAST, compose_config, compose_train
-
-
-@pytest.fixture(scope="module")
-def timm_checkpoint(demo_root, tmp_path_factory):
-    """A timm ConvNeXt trained for two batches on the fast step, in channels_last."""
-    run = tmp_path_factory.mktemp("timm_run")
-    overrides = [*FAST, "experiment=demo", "model=timm", "model.name=test_convnext", "model.fast_step=true"]
-    train(compose_train([*overrides, f"data.root={demo_root}", f"output_dir={run}", "logger=csv"]))
-    return run / "checkpoints" / "best.ckpt"
+from conftest import compose_config
 
 
 def test_a_timm_network_has_our_classes_and_can_freeze_its_backbone():
@@ -71,23 +57,6 @@ def test_the_checkpoint_rebuilds_the_timm_network_from_plain_data(timm_checkpoin
         compose_config("evaluate", [f"ckpt_path={timm_checkpoint}", f"data.root={demo_root}", f"output_dir={tmp_path}"])
     )
     assert 0 <= summary["balanced_accuracy"] <= 1
-
-
-@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
-def test_a_timm_network_exports_with_the_same_probabilities(timm_checkpoint, tmp_path, fmt):
-    model = load_checkpoint(timm_checkpoint)
-    path = export_model(model, fmt, tmp_path)
-    images = np.random.default_rng(0).integers(0, 256, (5, model.image_size, model.image_size, 3), dtype=np.uint8)
-    expected = predict_probs(model, images)
-    if fmt == "onnx":
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        exported = session.run(None, {"images": images})[0]
-    else:
-        files = {"metadata.json": ""}
-        with torch.no_grad():
-            exported = torch.jit.load(str(path), _extra_files=files)(torch.from_numpy(images)).numpy()
-        assert json.loads(files["metadata.json"])["arch"] == "test_convnext"
-    assert np.abs(exported - expected).max() < 1e-4
 
 
 def test_explain_reads_a_timm_feature_stage_with_a_6x6_grid(timm_checkpoint, demo_root, tmp_path):

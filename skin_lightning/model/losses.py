@@ -109,6 +109,15 @@ def weighted_cross_entropy(
     return LongTailLoss(len(class_counts), weight, label_smoothing=label_smoothing, defer_epochs=defer_epochs)
 
 
+def _focal(
+    class_counts: list[int], weight: np.ndarray | None, gamma: float, label_smoothing: float, defer_epochs: int
+) -> LongTailLoss:
+    require(gamma >= 0, "gamma", gamma, "a number >= 0 (0: cross-entropy)")
+    return LongTailLoss(
+        len(class_counts), weight, gamma=gamma, label_smoothing=label_smoothing, defer_epochs=defer_epochs
+    )
+
+
 def focal(
     class_counts: list[int],
     label_smoothing: float = 0.0,
@@ -117,12 +126,9 @@ def focal(
     defer_epochs: int = 0,
 ) -> LongTailLoss:
     """Lin et al. 2017: -alpha_y (1 - p_y)^gamma log p_y, alpha_y = count^-alpha_exponent (0: no alpha)."""
-    require(gamma >= 0, "gamma", gamma, "a number >= 0 (0: cross-entropy)")
     exponent = _at_least_zero("alpha_exponent", alpha_exponent)
     alpha = _counts(class_counts) ** -exponent if exponent else None
-    return LongTailLoss(
-        len(class_counts), alpha, gamma=gamma, label_smoothing=label_smoothing, defer_epochs=defer_epochs
-    )
+    return _focal(class_counts, alpha, gamma, label_smoothing, defer_epochs)
 
 
 def class_balanced(
@@ -133,11 +139,8 @@ def class_balanced(
     defer_epochs: int = 0,
 ) -> LongTailLoss:
     """Cui et al. 2019: weight (1 - beta) / (1 - beta^n_y) on cross-entropy (gamma 0) or focal loss."""
-    require(gamma >= 0, "gamma", gamma, "a number >= 0 (0: cross-entropy)")
     weight = class_balanced_weights(_counts(class_counts), beta)
-    return LongTailLoss(
-        len(class_counts), weight, gamma=gamma, label_smoothing=label_smoothing, defer_epochs=defer_epochs
-    )
+    return _focal(class_counts, weight, gamma, label_smoothing, defer_epochs)
 
 
 def _log_prior(class_counts: list[int]) -> np.ndarray:
