@@ -48,7 +48,7 @@ from skin_lightning.cli import CONFIG_DIR
 from skin_lightning.data.augment import IMAGENET_MEAN, IMAGENET_STD
 from skin_lightning.data.datamodule import SkinDataModule
 from skin_lightning.model.hardware import resolve_precision
-from skin_lightning.model.networks import build_network
+from skin_lightning.model.networks import torchvision_network
 from skin_lightning.prepare import prepare
 from skin_lightning.train import train
 
@@ -185,7 +185,7 @@ def ceilings(
     """Forward, backward and step on one random batch already in memory: what the network alone can do,
     launched op by op ("eager") and, on a GPU, replayed as one captured CUDA graph ("graph")."""
     device = torch.device("cuda" if CUDA else "cpu")
-    model = build_network(arch, 8).to(device, memory_format=torch.channels_last).train()
+    model = torchvision_network(arch, 8).to(device, memory_format=torch.channels_last).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, fused=CUDA or None)
     inputs = torch.randn(batch, 3, size, size, device=device).contiguous(memory_format=torch.channels_last)
     labels = torch.randint(0, 8, (batch,), device=device)

@@ -9,7 +9,6 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from skin_lightning.cli import CONFIG_DIR, reported
-from skin_lightning.config import check_choice
 from skin_lightning.data.datamodule import SkinDataModule
 from skin_lightning.errors import UserError
 from skin_lightning.results.audit_report import (
@@ -55,7 +54,6 @@ def label_issue_lines(output_dir: Path, sweep: Path, rows: int) -> list[str]:
 def audit(cfg: DictConfig) -> dict:
     if OmegaConf.is_missing(cfg.data, "root"):
         raise UserError("data.root is not set: pass data.root=/path/to/data (its Train and Test images are audited)")
-    check_choice(cfg, "data")
     output_dir = Path(cfg.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     datamodule = SkinDataModule(cfg.data, None, None, cfg.seed, test_optional=True)

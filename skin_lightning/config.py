@@ -1,15 +1,13 @@
 """Checks of a composed config that Hydra's own type checks cannot make, run before any data is read."""
 
-from pathlib import Path
-
+import torch
 from omegaconf import DictConfig, OmegaConf
 
-from skin_lightning.cli import CONFIG_DIR
 from skin_lightning.errors import UserError
+from skin_lightning.errors import require as _require
+from skin_lightning.model.networks import network_config
+from skin_lightning.parts import build, check_settings
 
-# Config groups whose choice a module branches on, and the key naming it: the group's folder in
-# conf/ is its one registry (a new conf/loss/NAME.yaml with name: NAME is a new choice).
-GROUP_KEYS = {"data": "layout", "sampler": "name", "loss": "name", "optim": "name"}
 # Choices of single settings, which are not config groups.
 SETTING_CHOICES = {
     "data.cache": ("memory", "disk", "none"),
@@ -18,42 +16,18 @@ SETTING_CHOICES = {
     "data.label_conflicts": ("drop", "keep"),
     "data.on_device": ("auto", True, False),
     "model.fast_step": ("auto", True, False),
-    "optim.scheduler": ("none", "cosine"),
 }
 
 
-def group_choices(group: str) -> tuple[str, ...]:
-    """The choices of a config group: the names of its files in the package's conf/ folder."""
-    return tuple(sorted(path.stem for path in (Path(CONFIG_DIR) / group).glob("*.yaml")))
-
-
-def check_choice(cfg: DictConfig, group: str) -> None:
-    key = f"{group}.{GROUP_KEYS[group]}"
-    value, allowed = OmegaConf.select(cfg, key), group_choices(group)
-    _require(value in allowed, key, value, "one of " + ", ".join(allowed))
-
-
-def _require(condition: bool, key: str, value, expected: str) -> None:
-    if not condition:
-        raise UserError(f"{key}={value} is invalid: expected {expected}")
-
-
-def _check_imbalance_settings(cfg: DictConfig) -> None:
-    """The long-tail settings a loss or sampler has (each reads only its own)."""
-    for key in ("sampler.defer_epochs", "loss.defer_epochs"):
-        value = OmegaConf.select(cfg, key)
-        if value is not None:
-            _require(isinstance(value, int) and value >= 0, key, value, "a whole number of epochs >= 0")
-    loss = cfg.loss
-    if "gamma" in loss:
-        _require(loss.gamma >= 0, "loss.gamma", loss.gamma, "a number >= 0 (0: cross-entropy)")
-    if "beta" in loss:
-        _require(0 <= loss.beta < 1, "loss.beta", loss.beta, "a number in [0, 1)")
-    for key in ("alpha_exponent", "max_margin", "tau"):
-        if key in loss:
-            _require(loss[key] >= 0, f"loss.{key}", loss[key], "a number >= 0")
-    if "scale" in loss:
-        _require(loss.scale > 0, "loss.scale", loss.scale, "a positive number")
+def check_parts(cfg: DictConfig) -> None:
+    """The swappable parts, built on stand-in data (two classes, one parameter) so that their own checks of
+    their settings run before any image is read; the network's settings are checked against its builder."""
+    part = {key: OmegaConf.to_container(cfg[key], resolve=True) for key in ("loss", "sampler", "optim", "model")}
+    build(part["loss"], "loss", class_counts=[1, 1])
+    build(part["sampler"], "sampler", labels=[0, 1], num_classes=2, seed=0)
+    optimizer = build(part["optim"], "optim", skip=("scheduler",), params=[torch.zeros(1, requires_grad=True)])
+    build(part["optim"]["scheduler"], "optim.scheduler", optimizer=optimizer, total_steps=10)
+    check_settings(network_config(part["model"]), "model")
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -62,8 +36,6 @@ def check_config(cfg: DictConfig) -> None:
             "data.root is not set: pass data.root=/path/to/ISIC84by84 (a folder with Train/<CLASS>/ and "
             "Test/<CLASS>/), or try the pipeline offline with experiment=demo"
         )
-    for group in GROUP_KEYS:
-        check_choice(cfg, group)
     for key, allowed in SETTING_CHOICES.items():
         value = OmegaConf.select(cfg, key)
         shown = (str(choice).lower() if isinstance(choice, bool) else choice for choice in allowed)
@@ -99,13 +71,4 @@ def check_config(cfg: DictConfig) -> None:
         workers,
         "auto or a whole number >= 0",
     )
-    if cfg.sampler.name == "oversample":
-        _require(
-            cfg.sampler.exponent >= 0, "sampler.exponent", cfg.sampler.exponent, "a number >= 0 (1 = inverse frequency)"
-        )
-    _check_imbalance_settings(cfg)
-    _require(cfg.optim.lr > 0, "optim.lr", cfg.optim.lr, "a positive number")
-    _require(
-        0 <= cfg.optim.warmup_fraction < 1, "optim.warmup_fraction", cfg.optim.warmup_fraction, "a number in [0, 1)"
-    )
-    _require(0 <= cfg.loss.label_smoothing < 1, "loss.label_smoothing", cfg.loss.label_smoothing, "a number in [0, 1)")
+    check_parts(cfg)

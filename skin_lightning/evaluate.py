@@ -12,18 +12,12 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from skin_lightning.cli import CONFIG_DIR, reported
-from skin_lightning.config import check_choice
 from skin_lightning.data.datamodule import SkinDataModule
 from skin_lightning.data.images import decode_all, report_bad_images
 from skin_lightning.errors import UserError
-from skin_lightning.model.inference import (
-    check_tta,
-    load_checkpoint,
-    predict_probs,
-    resolve_device,
-    to_checkpoint_labels,
-)
-from skin_lightning.results.logit_adjustment import adjust, check_logit_adjustment, resolve_tau
+from skin_lightning.model.inference import check_tta, load_checkpoint, resolve_device, to_checkpoint_labels
+from skin_lightning.results.logit_adjustment import check_logit_adjustment
+from skin_lightning.results.posthoc import posthoc_test_probs
 from skin_lightning.results.reports import write_reports
 
 log = logging.getLogger(__name__)
@@ -32,7 +26,6 @@ log = logging.getLogger(__name__)
 def evaluate(cfg: DictConfig) -> dict:
     if OmegaConf.is_missing(cfg.data, "root"):
         raise UserError("data.root is not set: pass data.root=/path/to/data (its test split is evaluated)")
-    check_choice(cfg, "data")
     check_tta(cfg.tta)
     check_logit_adjustment(cfg.logit_adjustment)
     output_dir = Path(cfg.output_dir)
@@ -44,31 +37,31 @@ def evaluate(cfg: DictConfig) -> dict:
     splits = datamodule.read_splits()
     device = resolve_device(cfg.device)
 
-    def predict(split: str) -> tuple[np.ndarray, np.ndarray, list]:
+    if cfg.logit_adjustment is not None and model.class_counts is None:
+        raise UserError(
+            f"ckpt_path={cfg.ckpt_path} does not record its training class counts, which logit_adjustment needs"
+        )
+    kept_paths: dict[str, list] = {}
+
+    def images_of(split: str) -> tuple[np.ndarray, np.ndarray]:
         samples = splits[split]
         labels = to_checkpoint_labels(samples, datamodule.classes, model.classes, f"data.root={cfg.data.root}")
         images, good, bad = decode_all(samples.paths, model.image_size, desc=f"decoding {split}")
         listing = "bad_images.tsv" if split == "test" else f"bad_images_{split}.tsv"
         report_bad_images(bad, cfg.data.on_bad_image, output_dir / listing)
-        paths = [path for path, keep in zip(samples.paths, good) if keep]
-        return predict_probs(model, images, cfg.data.batch_size, cfg.tta, device), labels[good], paths
+        kept_paths[split] = [path for path, keep in zip(samples.paths, good) if keep]
+        return images, labels[good]
 
-    probs, labels, paths = predict("test")
+    probs, labels, notes = posthoc_test_probs(
+        model, images_of, cfg.tta, cfg.logit_adjustment, cfg.data.batch_size, device
+    )
+    paths = kept_paths["test"]
     extra = {
         "checkpoint": str(cfg.ckpt_path),
         "data": f"{cfg.data.layout} {cfg.data.root}",
-        "tta": cfg.tta,
         "image_size": model.image_size,
+        **notes,
     }
-    if cfg.logit_adjustment is not None:
-        if model.class_counts is None:
-            raise UserError(
-                f"ckpt_path={cfg.ckpt_path} does not record its training class counts, which logit_adjustment needs"
-            )
-        tau, extra["logit_adjustment"] = resolve_tau(
-            cfg.logit_adjustment, model.class_counts, lambda: predict("val")[:2]
-        )
-        probs = adjust(probs, model.class_counts, tau)
     summary = write_reports(output_dir, probs, labels, paths, model.classes, extra, cfg.calibration_bins)
     log.info(
         "balanced accuracy %.4f, accuracy %.4f, ECE %.4f on %d images; reports in %s",

@@ -22,8 +22,10 @@ from skin_lightning.model.hardware import resolve_precision
 from skin_lightning.model.inference import TrainedModel, check_tta, predict_probs
 from skin_lightning.model.metrics import HEADLINE
 from skin_lightning.model.module import SkinClassifier
-from skin_lightning.model.tensorboard import RunTensorBoard, compared_settings
-from skin_lightning.results.logit_adjustment import adjust, check_logit_adjustment, resolve_tau
+from skin_lightning.model.networks import network_name
+from skin_lightning.model.tensorboard import ConfusionFigures, RunTensorBoard, compared_settings
+from skin_lightning.results.logit_adjustment import check_logit_adjustment
+from skin_lightning.results.posthoc import posthoc_test_probs
 from skin_lightning.results.reports import write_reports
 from skin_lightning.results.tables import VALIDATION_PREDICTIONS, write_predictions
 
@@ -64,39 +66,50 @@ def validation_scores(
     }
 
 
-def test_time_probs(
+def tested_model(cfg: DictConfig, module: SkinClassifier, datamodule: SkinDataModule) -> TrainedModel:
+    """The tested checkpoint's network, for predictions made outside Lightning."""
+    return TrainedModel(
+        module.net.eval(),
+        datamodule.classes,
+        cfg.data.image_size,
+        network_name(cfg.model),
+        module.hparams.class_counts,
+    )
+
+
+def split_images(datamodule: SkinDataModule, split: str) -> tuple[np.ndarray, np.ndarray]:
+    images, labels, _ = datamodule.splits[split].__getitems__(list(range(len(datamodule.samples(split)))))
+    return images.numpy(), labels.numpy()
+
+
+def tta_and_adjustment(
     cfg: DictConfig, module: SkinClassifier, datamodule: SkinDataModule, indices: np.ndarray
 ) -> tuple[np.ndarray, dict]:
-    """Test probabilities with `tta` and post-hoc `logit_adjustment`, computed as evaluate computes them.
+    """Test probabilities with `tta` and post-hoc `logit_adjustment`, through evaluate's function.
 
     Run outside Lightning on the tested checkpoint's network, so the sweep summary compares these
     predictions; the test/* scalars that Lightning logged are those of the plain model.
     """
-    model = TrainedModel(module.net.eval(), datamodule.classes, cfg.data.image_size, cfg.model.arch)
-
-    def predict(split: str) -> tuple[np.ndarray, np.ndarray]:
-        images, labels, _ = datamodule.splits[split].__getitems__(list(range(len(datamodule.samples(split)))))
-        return predict_probs(model, images.numpy(), cfg.data.batch_size, cfg.tta, module.device), labels.numpy()
-
-    probs = predict("test")[0][indices]
-    notes = {"tta": cfg.tta}
-    if cfg.logit_adjustment is not None:
-        counts = module.hparams.class_counts
-        tau, notes["logit_adjustment"] = resolve_tau(cfg.logit_adjustment, counts, lambda: predict("val"))
-        probs = adjust(probs, counts, tau)
-    return probs, notes
+    probs, _, notes = posthoc_test_probs(
+        tested_model(cfg, module, datamodule),
+        lambda split: split_images(datamodule, split),
+        cfg.tta,
+        cfg.logit_adjustment,
+        cfg.data.batch_size,
+        module.device,
+    )
+    return probs[indices], notes
 
 
 def write_validation_predictions(path: Path, cfg: DictConfig, module: SkinClassifier, datamodule: SkinDataModule):
     """The tested checkpoint's probabilities on the validation split: a k-fold sweep's out-of-fold predictions,
     which `skin_lightning.audit labels_from=...` ranks for likely label errors."""
-    validation = datamodule.samples("val")
-    if not len(validation):
+    if not len(datamodule.samples("val")):
         return
-    model = TrainedModel(module.net.eval(), datamodule.classes, cfg.data.image_size, cfg.model.arch)
-    images, labels, _ = datamodule.splits["val"].__getitems__(list(range(len(validation))))
-    probs = predict_probs(model, images.numpy(), cfg.data.batch_size, "none", module.device)
-    write_predictions(path, validation.paths, labels.numpy(), probs, datamodule.classes)
+    images, labels = split_images(datamodule, "val")
+    model = tested_model(cfg, module, datamodule)
+    probs = predict_probs(model, images, cfg.data.batch_size, "none", module.device)
+    write_predictions(path, datamodule.samples("val").paths, labels, probs, datamodule.classes)
 
 
 def train(cfg: DictConfig) -> dict:
@@ -121,7 +134,11 @@ def train(cfg: DictConfig) -> dict:
     )
     callbacks = [instantiate(callback) for callback in cfg.callbacks.values()]
     choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
-    callbacks += [RunTensorBoard(compared_settings(cfg, choices), datamodule.classes), EpochLine()]
+    callbacks += [
+        RunTensorBoard(compared_settings(cfg, choices), datamodule.classes),
+        ConfusionFigures(datamodule.classes),
+        EpochLine(),
+    ]
     loggers = [instantiate(logger) for logger in cfg.logger.values()]
     trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer_args["precision"] = resolve_precision(trainer_args["precision"], trainer_args["accelerator"])
@@ -144,7 +161,7 @@ def train(cfg: DictConfig) -> dict:
 
     probs, labels, indices = module.test_predictions()
     if cfg.tta != "none" or cfg.logit_adjustment is not None:
-        probs, notes = test_time_probs(cfg, module, datamodule, indices)
+        probs, notes = tta_and_adjustment(cfg, module, datamodule, indices)
         extra.update(notes)
     test_paths = datamodule.samples("test").paths
     write_validation_predictions(output_dir / VALIDATION_PREDICTIONS, cfg, module, datamodule)

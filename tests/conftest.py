@@ -6,7 +6,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from skin_lightning.cli import CONFIG_DIR
 from skin_lightning.data.demo import make_demo_dataset
@@ -31,6 +33,15 @@ FAST = [
 ]
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device: torch.cuda.is_available() is False on this machine")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
 def compose_config(name: str, overrides: list[str]):
     """A composed entry-point config (train, evaluate, predict, explain, export), as its command line would make it."""
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
@@ -39,6 +50,11 @@ def compose_config(name: str, overrides: list[str]):
 
 def compose_train(overrides: list[str]):
     return compose_config("train", overrides)
+
+
+def target(group: str, choice: str) -> str:
+    """The `_target_` of a config group's choice: what tells a composed config's choice apart."""
+    return OmegaConf.load(Path(CONFIG_DIR) / group / f"{choice}.yaml")._target_
 
 
 @pytest.fixture(scope="session")
@@ -65,6 +81,15 @@ def demo_checkpoint(demo_root, tmp_path_factory) -> Path:
     """A ResNet-18 trained for two FAST batches on the demo data: weights that load, not a useful model."""
     run = tmp_path_factory.mktemp("demo_run")
     train(compose_train([*FAST, "experiment=demo", f"data.root={demo_root}", f"output_dir={run}", "logger=csv"]))
+    return run / "checkpoints" / "best.ckpt"
+
+
+@pytest.fixture(scope="session")
+def timm_checkpoint(demo_root, tmp_path_factory):
+    """A timm ConvNeXt trained for two batches on the fast step, in channels_last."""
+    run = tmp_path_factory.mktemp("timm_run")
+    overrides = [*FAST, "experiment=demo", "model=timm", "model.name=test_convnext", "model.fast_step=true"]
+    train(compose_train([*overrides, f"data.root={demo_root}", f"output_dir={run}", "logger=csv"]))
     return run / "checkpoints" / "best.ckpt"
 
 

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf import OmegaConf
 
 from skin_lightning.cli import CONFIG_DIR
@@ -11,11 +12,11 @@ from skin_lightning.config import check_config
 from skin_lightning.errors import UserError
 from skin_lightning.results.sweep import run_name
 
-from conftest import compose_train
+from conftest import compose_train, target
 
 EXPERIMENTS = sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml"))
 
-# DESIGN.md's table: augmentation, sampling, loss of each version
+# the recipes table of README.md ("The four versions"): augmentation, sampling, loss of each version
 VERSIONS = {
     "v1_baseline": ("none", "shuffle", "ce"),
     "v2_weighted": ("selective", "shuffle", "weighted_ce"),
@@ -44,10 +45,15 @@ def test_versions_match_the_course_recipes(version):
     assert cfg.model.arch == "resnet50" and cfg.model.weights == "imagenet" and not cfg.model.freeze_backbone
     assert cfg.data.image_size == 84 and cfg.data.batch_size == 32
     assert cfg.trainer.max_epochs == 20
-    assert (cfg.optim.name, cfg.optim.lr, cfg.optim.momentum, cfg.optim.weight_decay) == ("sgd", 1e-3, 0.9, 0.0)
-    assert cfg.optim.scheduler == "none"
-    assert cfg.loss.name == loss and cfg.loss.label_smoothing == 0.0
-    assert cfg.sampler.name == sampler
+    assert (cfg.optim._target_, cfg.optim.lr, cfg.optim.momentum, cfg.optim.weight_decay) == (
+        "torch.optim.SGD",
+        1e-3,
+        0.9,
+        0.0,
+    )
+    assert cfg.optim.scheduler._target_ == target("optim/scheduler", "none")
+    assert cfg.loss._target_ == target("loss", loss) and cfg.loss.label_smoothing == 0.0
+    assert cfg.sampler._target_ == target("sampler", sampler)
     if sampler == "oversample":
         assert cfg.sampler.exponent == 1.0
     if loss == "weighted_ce":
@@ -75,7 +81,18 @@ def test_missing_data_root_says_what_to_pass():
         ("data.batch_size=0", "data.batch_size"),
         ("data.cache=ram", "data.cache"),
         ("sampler=oversample sampler.exponent=-1", "sampler.exponent"),
-        ("optim.scheduler=step", "optim.scheduler"),
+        ("optim/scheduler=cosine optim.scheduler.warmup_fraction=1", "optim.scheduler.warmup_fraction"),
+        ("optim.lr=-1", "optim"),
+        ("loss=focal loss.gamma=-1", "loss.gamma"),
+        ("loss=class_balanced loss.beta=1", "loss.beta"),
+        ("loss=ldam loss.scale=0", "loss.scale"),
+        ("loss=logit_adjusted loss.tau=-1", "loss.tau"),
+        ("loss.label_smoothing=1", "loss.label_smoothing"),
+        ("loss=weighted_ce loss.defer_epochs=-1", "loss.defer_epochs"),
+        ("+optim.momentm=0.9", "optim.momentm"),
+        ("+loss.gama=2", "loss.gama"),
+        ("+model.archh=resnet18", "model.archh"),
+        ("loss._target_=torch.nn.NoSuchLoss", "loss._target_"),
         ("data.num_workers=many", "data.num_workers"),
     ],
 )
@@ -103,15 +120,16 @@ def test_versions_take_another_optimizer(tmp_path):
 
 
 def test_optimizer_settings_it_does_not_take_are_named():
-    from skin_lightning.model.module import SkinClassifier
+    """A setting another optimiser takes is named with the ones this one does take."""
+    cfg = compose_train(["optim=adamw", "+optim.momentum=0.9", "data.root=/anywhere", "output_dir=/tmp/x"])
+    named = r"optim\.momentum is not a setting of torch\.optim\.AdamW \(it takes params, lr"
+    with pytest.raises(UserError, match=named):
+        check_config(cfg)
 
-    optim = {"name": "adamw", "lr": 1e-3, "momentum": 0.9, "scheduler": "none", "warmup_fraction": 0.0}
-    module = SkinClassifier(
-        ["A", "B"],
-        [1, 1],
-        {"arch": "resnet18", "weights": "none", "freeze_backbone": False, "channels_last": False},
-        {"name": "ce", "label_smoothing": 0.0},
-        optim,
-    )
-    with pytest.raises(UserError, match=r"optim=adamw does not take.*momentum"):
-        module.configure_optimizers()
+
+def test_unknown_group_choices_and_keys_are_hydras_own_errors():
+    """A misspelt choice or key never reaches our code: Hydra lists the choices, or says how to add a key."""
+    with pytest.raises(MissingConfigException, match=r"(?s)loss/foo.*Available options in 'loss'.*focal"):
+        compose_train(["loss=foo", "data.root=/anywhere"])
+    with pytest.raises(ConfigCompositionException, match=r"optim\.momentm"):
+        compose_train(["optim.momentm=0.9", "data.root=/anywhere"])

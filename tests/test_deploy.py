@@ -64,8 +64,9 @@ def test_a_bad_checkpoint_is_reported(tmp_path):
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
-def test_export_matches_pytorch(demo_checkpoint, tmp_path, fmt):
-    model = load_checkpoint(demo_checkpoint)
+@pytest.mark.parametrize("trained", ["demo_checkpoint", "timm_checkpoint"])
+def test_export_matches_pytorch(trained, tmp_path, fmt, request):
+    model = load_checkpoint(request.getfixturevalue(trained))
     path = export_model(model, fmt, tmp_path)
     images = np.random.default_rng(0).integers(0, 256, (5, model.image_size, model.image_size, 3), dtype=np.uint8)
     expected = predict_probs(model, images)

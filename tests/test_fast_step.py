@@ -43,7 +43,7 @@ FAST_PATH = ["model.fast_step=true", "data.on_device=true"]
 def step_losses(run_dir) -> list[float]:
     (metrics,) = run_dir.glob("**/metrics.csv")
     with metrics.open() as file:
-        return [float(row["train/loss_step"]) for row in csv.DictReader(file) if row.get("train/loss_step")]
+        return [float(row["train/batch_loss"]) for row in csv.DictReader(file) if row.get("train/batch_loss")]
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 import skin_lightning.model.hardware as hardware
 from skin_lightning.model.module import SkinClassifier
@@ -39,8 +40,9 @@ def test_cpu_bf16_is_read_from_cpu_flags(monkeypatch):
 
 
 def classifier(*overrides) -> SkinClassifier:
-    model = dict(compose_train(["model.arch=resnet18", "model.weights=none", *overrides]).model)
-    return SkinClassifier(["a", "b"], [3, 4], model=model, loss={"name": "ce", "label_smoothing": 0.0}, optim={})
+    cfg = compose_train(["model.arch=resnet18", "model.weights=none", *overrides])
+    model, loss = (OmegaConf.to_container(cfg[key]) for key in ("model", "loss"))
+    return SkinClassifier(["a", "b"], [3, 4], model=model, loss=loss, optim={})
 
 
 def test_channels_last_and_compile_keep_plain_checkpoint_keys():

@@ -2,20 +2,24 @@
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from omegaconf import OmegaConf
 
+from skin_lightning.cli import CONFIG_DIR
 from skin_lightning.config import check_config
 from skin_lightning.data.sampling import EpochSampler, oversampler
 from skin_lightning.errors import UserError
-from skin_lightning.model.losses import LOSSES, build_loss
+from skin_lightning.parts import build
 from skin_lightning.train import train
 
 from conftest import FAST, compose_train
 
+LOSSES = sorted(path.stem for path in (Path(CONFIG_DIR) / "loss").glob("*.yaml"))
 # Two images, two classes: logits (0, 0) for class 0 gives p = 1/2; (0, ln 3) for class 1 gives p = 3/4.
 LOGITS = torch.tensor([[0.0, 0.0], [0.0, math.log(3)]])
 LABELS = torch.tensor([0, 1])
@@ -30,7 +34,12 @@ def loss_cfg(name: str, **settings) -> dict:
         "logit_adjusted": {"tau": 1.0},
         "ldam": {"max_margin": 0.5, "scale": 1.0, "beta": 0.9999, "defer_epochs": 0},
     }
-    return {"name": name, "label_smoothing": 0.0, **defaults.get(name, {}), **settings}
+    chosen = OmegaConf.to_container(OmegaConf.load(Path(CONFIG_DIR) / "loss" / f"{name}.yaml"))
+    return {**chosen, "label_smoothing": 0.0, **defaults.get(name, {}), **settings}
+
+
+def build_loss(loss: dict, counts: list[int]):
+    return build(loss, "loss", class_counts=counts)
 
 
 def value(name: str, counts, logits=LOGITS, labels=LABELS, **settings) -> float:

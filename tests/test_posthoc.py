@@ -14,7 +14,7 @@ from skin_lightning.evaluate import evaluate
 from skin_lightning.results.logit_adjustment import adjust, choose_tau, resolve_tau
 from skin_lightning.train import train
 
-from conftest import FAST, compose_config, compose_train, run_train
+from conftest import FAST, compose_config, compose_train, run_train, target
 
 CONF = Path(CONFIG_DIR)
 # the study's arms: sampler, loss and post-hoc adjustment of each
@@ -111,10 +111,14 @@ def test_the_study_sweeps_every_arm_against_v4():
     assert sorted(ARMS) == arms
     for arm, (sampler, loss, adjustment) in ARMS.items():
         cfg = compose_train(["experiment=imbalance_study", "data.root=/data", f"imbalance={arm}"])
-        assert (cfg.sampler.name, cfg.loss.name, cfg.logit_adjustment) == (sampler, loss, adjustment)
-        assert (cfg.augment.rotation, cfg.optim.name, cfg.model.arch, cfg.trainer.max_epochs) == (
+        assert (cfg.sampler._target_, cfg.loss._target_, cfg.logit_adjustment) == (
+            target("sampler", sampler),
+            target("loss", loss),
+            adjustment,
+        )
+        assert (cfg.augment.rotation, cfg.optim._target_, cfg.model.arch, cfg.trainer.max_epochs) == (
             30,
-            "sgd",
+            "torch.optim.SGD",
             "resnet50",
             20,
         )
@@ -150,11 +154,13 @@ def test_best_is_an_imbalance_arm_with_the_extras_at_v4s_budget():
     v4 = compose_train(["experiment=v4_selective", "data.root=/data"])
     for key in ("model.arch", "model.weights", "data.image_size", "data.batch_size", "trainer.max_epochs", "augment"):
         assert OmegaConf.select(best, key) == OmegaConf.select(v4, key), key
-    assert (best.optim.name, best.optim.scheduler, best.loss.label_smoothing, best.tta) == (
-        "adamw",
-        "cosine",
+    assert (best.optim._target_, best.optim.scheduler._target_, best.loss.label_smoothing, best.tta) == (
+        "torch.optim.AdamW",
+        target("optim/scheduler", "cosine"),
         0.1,
         "dihedral",
     )
     assert best.callbacks.ema._target_ == "skin_lightning.model.callbacks.EMAWeights"
-    assert (best.sampler.name, best.loss.name, best.logit_adjustment) in ARMS.values()
+    assert (best.sampler._target_, best.loss._target_, best.logit_adjustment) in {
+        (target("sampler", sampler), target("loss", loss), adjustment) for sampler, loss, adjustment in ARMS.values()
+    }

@@ -14,6 +14,7 @@ import torch
 
 from skin_lightning.errors import UserError
 from skin_lightning.model.checkpoints import read_checkpoint
+from skin_lightning.model.inference import load_checkpoint
 from skin_lightning.train import train
 
 from conftest import FAST, compose_train, run_train, train_env
@@ -134,11 +135,19 @@ def test_a_failed_write_keeps_the_previous_checkpoint_and_says_why(tmp_path):
 
 
 def test_a_checkpoint_from_before_the_long_tail_losses_resumes(demo_checkpoint, demo_root, tmp_path):
-    # such checkpoints held weighted_ce's class weights (count^-1 from the training split) as a tensor
+    # such checkpoints held weighted_ce's class weights (count^-1 from the training split) as a tensor, and
+    # named their parts (model.arch, loss.name, optim.name) instead of giving each a _target_
     old = read_checkpoint(demo_checkpoint)
     counts = torch.tensor(old["hyper_parameters"]["class_counts"], dtype=torch.float32)
     old["state_dict"]["class_weights"] = counts**-1.0
+    hparams = old["hyper_parameters"]
+    hparams["model"] = {key: value for key, value in hparams["model"].items() if not key.startswith("_")}
+    hparams["loss"] = {"name": "weighted_ce", "label_smoothing": 0.0, "weight_exponent": 1.0, "defer_epochs": 0}
+    hparams["optim"] = {
+        "name": "adamw", "lr": 2e-3, "weight_decay": 0.05, "scheduler": "cosine", "warmup_fraction": 0.05
+    }
     torch.save(old, tmp_path / "old.ckpt")
+    assert load_checkpoint(tmp_path / "old.ckpt").arch == "resnet18"  # what evaluate, predict and export read
     cfg = compose_train(
         [*FAST, "experiment=demo", "loss=weighted_ce", "trainer.max_epochs=2", f"data.root={demo_root}",
          f"output_dir={tmp_path / 'run'}", "logger=csv", f"resume={tmp_path / 'old.ckpt'}"]

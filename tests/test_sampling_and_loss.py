@@ -6,9 +6,9 @@ import torch
 
 from skin_lightning.data.layouts import IMAGE_SUFFIXES
 from skin_lightning.data.sampling import oversampler
-from skin_lightning.model.losses import build_loss
+from skin_lightning.model.losses import cross_entropy, weighted_cross_entropy
 from skin_lightning.model.metrics import named_scalars, stage_metrics
-from skin_lightning.model.module import warmup_cosine
+from skin_lightning.model.schedules import cosine_factor
 
 
 def drawn_class_shares(labels: list[int], num_classes: int, exponent: float, seed: int = 0) -> np.ndarray:
@@ -41,11 +41,9 @@ def test_oversampler_exponent_and_seed():
 
 
 def test_class_weights_are_inverse_counts():
-    loss = build_loss(
-        {"name": "weighted_ce", "label_smoothing": 0.0, "weight_exponent": 1.0, "defer_epochs": 0}, [735, 3223, 139]
-    )
+    loss = weighted_cross_entropy([735, 3223, 139], weight_exponent=1.0)
     assert torch.allclose(loss.weight, torch.tensor([1 / 735, 1 / 3223, 1 / 139]))
-    assert build_loss({"name": "ce", "label_smoothing": 0.0}, [735, 3223, 139]).weight is None
+    assert cross_entropy([735, 3223, 139]).weight is None
 
 
 def test_balanced_accuracy_is_mean_per_class_recall():
@@ -62,6 +60,6 @@ def test_balanced_accuracy_is_mean_per_class_recall():
 
 
 def test_warmup_then_cosine():
-    factor = warmup_cosine(total_steps=100, warmup_steps=10)
+    factor = cosine_factor(total_steps=100, warmup_steps=10)
     assert factor(0) == pytest.approx(0.1) and factor(9) == pytest.approx(1.0)
     assert factor(55) == pytest.approx(0.5) and factor(100) == pytest.approx(0.0)

@@ -2,13 +2,16 @@
 Scalars with one run per class, train/lr, and confusion images at the steps of the scalars they belong to."""
 
 import json
+from types import SimpleNamespace
 
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
 
 from skin_lightning.errors import UserError
+from skin_lightning.model.tensorboard import which_weights
 from skin_lightning.train import train
 
 from conftest import FAST, compose_train, run_train
@@ -59,6 +62,10 @@ def test_a_finished_run_shows_every_epoch_and_the_test_scores(tmp_path, demo_roo
     val_steps = steps(accumulator, "val/balanced_accuracy")
     assert len(val_steps) == 2 and val_steps == steps(accumulator, "train/balanced_accuracy")
     assert [image.step for image in accumulator.Images("val/confusion_matrix")] == val_steps
+    assert len(accumulator.Images("test/confusion_matrix")) == 1
+    # the per-step loss and the epoch's mean, under names that say which is which
+    assert {"train/batch_loss", "train/loss"} <= set(tags) and not {"train/loss_step", "train/loss_epoch"} & set(tags)
+    assert len(steps(accumulator, "train/loss")) == 2 and len(steps(accumulator, "train/batch_loss")) == 4
 
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     for name in ("accuracy", "balanced_accuracy", "macro_f1", "auroc"):
@@ -88,7 +95,7 @@ def test_a_finished_run_shows_every_epoch_and_the_test_scores(tmp_path, demo_roo
             assert [point.step for point in drawn] == val_steps
             logged = accumulator.Scalars(f"val/{score}/{cls}")
             assert [point.value for point in drawn] == pytest.approx([point.value for point in logged])
-    assert charts["loss"] == ["^train/loss_epoch$", "^val/loss$"] and {"train/loss_epoch", "val/loss"} <= set(tags)
+    assert charts["loss"] == ["^train/loss$", "^val/loss$"] and {"train/loss", "val/loss"} <= set(tags)
 
 
 def test_an_interrupted_run_already_has_its_hparams_and_validation_scores(tmp_path, demo_root):
@@ -125,3 +132,11 @@ def test_the_hparams_tab_names_the_recipe_and_ticks_what_a_user_compares(tmp_pat
         "experiment": "demo", "augment": "selective", "sampler": "oversample", "loss": "focal", "optim": "adamw",
     }
     assert ticked(accumulator) == ["augment", "experiment", "loss", "optim", "sampler"]
+
+
+def test_the_test_figure_names_the_checkpoint_it_tested(tmp_path):
+    """Not the last epoch trained: the best checkpoint is often an earlier one."""
+    torch.save({"epoch": 2, "state_dict": {}}, tmp_path / "best.ckpt")
+    tested = SimpleNamespace(ckpt_path=str(tmp_path / "best.ckpt"), current_epoch=5)
+    assert which_weights(tested) == "best checkpoint (epoch 3)"
+    assert which_weights(SimpleNamespace(ckpt_path=None, current_epoch=5)) == "last weights (epoch 5)"

@@ -19,9 +19,10 @@ from skin_lightning.data.copies import AUDIT_SIZE
 from skin_lightning.data.demo import make_demo_dataset
 from skin_lightning.data.images import decode_image, decode_into, default_workers, report_bad_images, shared_store
 from skin_lightning.data.layouts import Layout, Samples, read_folder_layout, read_isic2019_layout
-from skin_lightning.data.sampling import DeviceBatches, EpochSampler, oversampler
+from skin_lightning.data.sampling import DeviceBatches, EpochSampler
 from skin_lightning.data.split import fold_split, stratified_split, write_split_csv
 from skin_lightning.errors import UserError
+from skin_lightning.parts import build
 
 log = logging.getLogger(__name__)
 # data.num_workers=auto loads decoded images without workers: a batch is one index into the store in memory, which
@@ -102,7 +103,7 @@ class SkinDataModule(L.LightningDataModule):
             elif self.cfg["layout"] == "isic2019":
                 self._layout = read_isic2019_layout(self.root)
             else:
-                raise ValueError(f"unknown data.layout {self.cfg['layout']!r}")
+                raise UserError(f"data.layout={self.cfg['layout']} is invalid: expected folder, demo or isic2019")
         return self._layout
 
     def _all_paths(self) -> list[Path]:
@@ -278,16 +279,9 @@ class SkinDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader | DeviceBatches:
         train = self.splits["train"]
         drop_last = len(train) > self.cfg["batch_size"]  # a last batch of one image breaks BatchNorm
-        if self.sampler_cfg["name"] == "oversample":
-            sampler = oversampler(
-                train.samples.labels,
-                len(self.classes),
-                self.sampler_cfg["exponent"],
-                self.seed,
-                self.sampler_cfg["defer_epochs"],
-            )
-        else:
-            sampler = EpochSampler(len(train), self.seed)
+        sampler = build(
+            self.sampler_cfg, "sampler", labels=train.samples.labels, num_classes=len(self.classes), seed=self.seed
+        )
         return self._loader("train", sampler, drop_last)
 
     def val_dataloader(self) -> DataLoader | DeviceBatches:

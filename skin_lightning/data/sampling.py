@@ -7,6 +7,7 @@ import torch
 from torch.utils.data import Sampler
 
 from skin_lightning.data.seeding import epoch_seed
+from skin_lightning.errors import require
 
 
 class EpochSampler(Sampler[int]):
@@ -94,9 +95,17 @@ class DeviceBatches:
             yield self.images[self.rows[indices]], self.labels[indices], indices
 
 
+def shuffled(labels: list[int], seed: int) -> EpochSampler:
+    return EpochSampler(len(labels), seed)
+
+
 def oversampler(
     labels: list[int], num_classes: int, exponent: float, seed: int, defer_epochs: int = 0
 ) -> EpochSampler:
     """Draw each image with weight count(class)^-exponent: 1.0 balances classes, 0.5 half-way."""
+    require(exponent >= 0, "exponent", exponent, "a number >= 0 (1 = inverse frequency)")
+    require(
+        isinstance(defer_epochs, int) and defer_epochs >= 0, "defer_epochs", defer_epochs, "a whole number >= 0"
+    )
     counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
     return EpochSampler(len(labels), seed, counts[np.asarray(labels)] ** -exponent, defer_epochs)

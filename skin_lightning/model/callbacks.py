@@ -15,6 +15,7 @@ from lightning.pytorch.callbacks import EMAWeightAveraging
 
 from skin_lightning.data.seeding import epoch_seed
 from skin_lightning.errors import UserError
+from skin_lightning.model.lightning_compat import drop_average
 
 
 class ReseedEveryEpoch(L.Callback):
@@ -63,4 +64,4 @@ class EMAWeights(EMAWeightAveraging):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_end(trainer, pl_module)
-        self._average_model = None
+        drop_average(self)

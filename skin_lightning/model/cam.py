@@ -3,7 +3,8 @@
 A map is only as fine as the grid of the layer it is read from. ResNet's last stage is 3x3 at 84 px,
 so a map taken there can name a ninth of the image at best, however smooth its upsampled picture
 looks. The default layer is therefore the deepest stage whose grid is still at least MIN_GRID cells a
-side (ResNet at 84 px: layer3, 6x6), and every figure and log line names the layer with its grid.
+side (ResNet at 84 px: layer3, 6x6), and every figure and log line names the layer with its grid. A timm
+network's stages are those its `feature_info` lists (EfficientNet: blocks.N, ConvNeXt: stages.N).
 """
 
 import logging
@@ -57,16 +58,24 @@ def _grids(network: nn.Module, layers: dict[str, nn.Module], image_size: int) ->
     return shapes
 
 
-def stage_grids(network: nn.Module, image_size: int) -> dict[str, tuple[int, int]]:
-    """The spatial grid of each stage, in forward order: the network's children, and the blocks of its
-    `features` (EfficientNet, ConvNeXt, DenseNet, VGG), those whose output is still a grid."""
+def _stages(network: nn.Module) -> dict[str, nn.Module]:
+    """The network's stages in forward order: timm's feature stages (`feature_info`) where it has them, else
+    its children with the blocks of its `features` (torchvision's EfficientNet, ConvNeXt, DenseNet, VGG)."""
+    feature_info = getattr(network, "feature_info", None)
+    if isinstance(feature_info, list) and feature_info:
+        return {info["module"]: network.get_submodule(info["module"]) for info in feature_info}
     stages = {}
     for name, child in network.named_children():
         if name == "features" and isinstance(child, nn.Sequential):
             stages.update({f"features.{inner}": block for inner, block in child.named_children()})
         else:
             stages[name] = child
-    shapes = _grids(network, stages, image_size)
+    return stages
+
+
+def stage_grids(network: nn.Module, image_size: int) -> dict[str, tuple[int, int]]:
+    """The spatial grid of each stage whose output is still a grid, in forward order."""
+    shapes = _grids(network, _stages(network), image_size)
     return {name: shape[1:] for name, shape in shapes.items() if len(shape) == 3 and max(shape[1:]) > 1}
 
 

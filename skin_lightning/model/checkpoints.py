@@ -14,10 +14,10 @@ import tempfile
 from pathlib import Path
 
 import torch
-from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from skin_lightning.errors import UserError
+from skin_lightning.model.networks import network_name
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,31 @@ def read_checkpoint(path: str | Path, map_location="cpu") -> dict:
     return checkpoint
 
 
+def checkpoint_epoch(path: str | Path) -> int:
+    """The epoch a checkpoint was written in, counted from 1, read without loading its tensors (mmap)."""
+    return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["epoch"]) + 1
+
+
+def check_checkpoint_fits(checkpoint: dict, own: dict, hparams: dict, path: str | None) -> None:
+    """Checks that a checkpoint being resumed or tested fits this run's network, before Lightning's strict load
+    fails with a bare list of keys. Checkpoints written before the long-tail losses keep weighted_ce's class
+    weights as a tensor; the loss computes the same weights from the training split, so those are dropped."""
+    state = checkpoint["state_dict"]
+    state.pop("class_weights", None)
+    differ = sorted(set(own) ^ set(state)) + sorted(
+        key for key in own.keys() & state.keys() if own[key].shape != state[key].shape
+    )
+    if differ:
+        written = checkpoint.get("hyper_parameters", {})
+        raise UserError(
+            f"{path} does not fit this run's network ({len(differ)} tensors differ, first "
+            f"{differ[0]}): it holds a {network_name(written.get('model', {})) if written.get('model') else 'network'} "
+            f"for {len(written.get('classes', [])) or 'unknown'} classes, this run builds a "
+            f"{network_name(hparams['model'])} for {len(hparams['classes'])}; resume with the model and data it was "
+            "trained with"
+        )
+
+
 def resume_path(resume: str | None, checkpoint_dir: Path) -> str | None:
     """`resume` is null (start fresh), auto (this run directory's last.ckpt when it exists) or a file."""
     if resume in (None, "none"):
@@ -71,7 +96,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """Writes each checkpoint to a temporary file beside it and renames it into place once on disk,
     and reads checkpoints through `read_checkpoint`, so resuming is as safe as evaluating."""
 
-    def save_checkpoint(self, checkpoint: dict, path: _PATH, storage_options=None) -> None:
+    def save_checkpoint(self, checkpoint: dict, path: str | Path, storage_options=None) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -98,5 +123,5 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         finally:
             os.close(directory)
 
-    def load_checkpoint(self, path: _PATH, map_location=None, weights_only: bool | None = None) -> dict:
+    def load_checkpoint(self, path: str | Path, map_location=None, weights_only: bool | None = None) -> dict:
         return read_checkpoint(path, map_location)

@@ -10,10 +10,16 @@ its state on the device (fused SGD, fused and capturable AdamW).
 """
 
 import contextlib
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Mapping
 
+import lightning as L
 import torch
 from torch import nn
+
+from skin_lightning.errors import UserError
+
+log = logging.getLogger(__name__)
 
 AUTOCAST = {"bf16-mixed": torch.bfloat16, "32-true": None, "32": None}
 
@@ -92,3 +98,49 @@ class WholeStep:
             self.graph.replay()
         loss, probs = self.outputs
         return loss.clone(), probs.clone()
+
+
+def _blockers(trainer: L.Trainer) -> list[str]:
+    """What keeps a run on Lightning's own loop: settings the static step does not implement."""
+    blocked = [
+        (
+            f"trainer.precision={trainer.precision} (it supports {', '.join(AUTOCAST)})",
+            str(trainer.precision) not in AUTOCAST,
+        ),
+        ("several processes (DDP)", trainer.world_size > 1),
+        ("trainer.gradient_clip_val is set", trainer.gradient_clip_val is not None),
+        ("trainer.accumulate_grad_batches > 1", trainer.accumulate_grad_batches != 1),
+    ]
+    return [reason for reason, applies in blocked if applies]
+
+
+def use_fast_step(model: Mapping, trainer: L.Trainer) -> bool:
+    """model.fast_step: auto uses it on one CUDA device; true anywhere; false never. Says why not."""
+    setting = model.get("fast_step", False)
+    device = trainer.strategy.root_device
+    chosen = setting is True or (setting == "auto" and device.type == "cuda")
+    reasons = _blockers(trainer) if chosen else []
+    if reasons and setting is True:
+        raise UserError(
+            f"model.fast_step=true cannot be used with {'; '.join(reasons)}: use model.fast_step=auto or false"
+        )
+    if reasons:
+        log.info("model.fast_step=auto: Lightning's own training loop, because of %s", "; ".join(reasons))
+    chosen = chosen and not reasons
+    if chosen:
+        log.info(
+            "model.fast_step: the whole training step %s",
+            "as one CUDA graph" if device.type == "cuda" else "on static buffers",
+        )
+    elif model.get("compile", False) and device.type == "cuda":
+        log.warning(
+            "model.compile=true on Lightning's own loop: at small steps it can run slower than eager, its kernels "
+            "still launched one by one; it pays inside the fast step (model.fast_step)"
+        )
+    return chosen
+
+
+def optimizer_settings(fast: bool, device: torch.device) -> dict[str, bool]:
+    """What a captured step needs of the optimiser, where its class takes it: state on the device, updated by
+    single kernels (fused, capturable), which is also the fastest anyway."""
+    return {"fused": True, "capturable": True} if fast and device.type == "cuda" else {}

@@ -17,7 +17,7 @@ from skin_lightning.data.augment import IMAGENET_MEAN, IMAGENET_STD, to_model_in
 from skin_lightning.data.layouts import Samples
 from skin_lightning.errors import UserError
 from skin_lightning.model.checkpoints import read_checkpoint
-from skin_lightning.model.networks import build_network
+from skin_lightning.model.networks import make_network, network_name
 
 log = logging.getLogger(__name__)
 
@@ -58,17 +58,18 @@ def load_checkpoint(path: Path, image_size: int | None = None) -> TrainedModel:
         )
     if image_size and stored.get("image_size") not in (None, image_size):
         log.warning("image_size=%d overrides the %d the checkpoint was trained at", image_size, stored["image_size"])
-    network = build_network(model["arch"], len(classes), weights="none")
+    # the checkpoint holds the weights: nothing is downloaded or read from the file the network started from
+    network = make_network(model, len(classes), **({"weights": "none"} if "weights" in model else {}))
     weights = {key.removeprefix("net."): value for key, value in state.items() if key.startswith("net.")}
     try:
         network.load_state_dict(weights)
     except RuntimeError as error:
         raise UserError(
-            f"ckpt_path={path}: its weights do not fit a {model['arch']} with {len(classes)} classes: {error}"
+            f"ckpt_path={path}: its weights do not fit a {network_name(model)} with {len(classes)} classes: {error}"
         ) from error
     # to_model_input hands over channels_last batches; a network in the same layout runs several times faster on CPU
     network = network.to(memory_format=torch.channels_last).eval()
-    return TrainedModel(network, classes, int(size), model["arch"], hparams.get("class_counts"))
+    return TrainedModel(network, classes, int(size), network_name(model), hparams.get("class_counts"))
 
 
 def to_checkpoint_labels(

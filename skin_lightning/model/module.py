@@ -1,36 +1,22 @@
-"""The network, its loss, optimiser and schedule, and the metrics of every stage."""
+"""The LightningModule: the training, validation and test steps, their metrics, and the optimiser with its schedule.
 
-import logging
-import math
+The parts it trains (network, loss, optimiser, scheduler) are built from their config nodes (parts.build);
+the fast step and its switch live in fast_step.py, the figures in tensorboard.py, and every private
+Lightning call in lightning_compat.py.
+"""
 
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 
-from skin_lightning.errors import UserError
 from skin_lightning.model.callbacks import non_finite_loss_error
-from skin_lightning.model.confusion import confusion_figure
-from skin_lightning.model.fast_step import AUTOCAST, WholeStep
-from skin_lightning.model.losses import build_loss
+from skin_lightning.model.checkpoints import check_checkpoint_fits
+from skin_lightning.model.fast_step import WholeStep, optimizer_settings, use_fast_step
+from skin_lightning.model.lightning_compat import counted_step, plain_learning_rates
 from skin_lightning.model.metrics import named_scalars, stage_metrics
-from skin_lightning.model.networks import build_network
-
-log = logging.getLogger(__name__)
-
-OPTIMIZERS = {"sgd": torch.optim.SGD, "adamw": torch.optim.AdamW}
-SCHEDULE_KEYS = ("name", "scheduler", "warmup_fraction")
-
-
-def warmup_cosine(total_steps: int, warmup_steps: int):
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-    return factor
+from skin_lightning.model.networks import make_network
+from skin_lightning.parts import build
 
 
 class SkinClassifier(L.LightningModule):
@@ -54,14 +40,14 @@ class SkinClassifier(L.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.classes = list(classes)
-        self.net = build_network(model["arch"], len(classes), model["weights"], model["freeze_backbone"])
-        if model["channels_last"]:
+        self.net = make_network(model, len(classes))
+        if model.get("channels_last", False):
             self.net = self.net.to(memory_format=torch.channels_last)
         if model.get("compile", False):
             # in place, so state_dict keys (and checkpoints) stay those of the plain network; static shapes,
             # so the last, smaller batch adds one graph instead of making every graph shape-generic
             self.net.compile(dynamic=False)
-        self.criterion = build_loss(loss, class_counts)
+        self.criterion = build(loss, "loss", class_counts=class_counts)
         # keys are prefixed: "train" would clash with nn.Module.train
         self.metrics = nn.ModuleDict({f"{stage}_": stage_metrics(len(classes)) for stage in ("train", "val", "test")})
         self.outputs: dict[str, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {
@@ -69,6 +55,8 @@ class SkinClassifier(L.LightningModule):
             "val": [],
             "test": [],
         }
+        # each stage's latest confusion matrix, for the ConfusionFigures callback
+        self.confusion: dict[str, torch.Tensor] = {}
         self.test_outputs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self.fast_step: WholeStep | None = None
         self.use_fast_step = False
@@ -81,49 +69,7 @@ class SkinClassifier(L.LightningModule):
 
     def setup(self, stage: str) -> None:
         if stage == "fit":
-            self.use_fast_step = self._fast_step_allowed()
-            on_gpu = self.trainer.strategy.root_device.type == "cuda"
-            if self.hparams.model.get("compile", False) and on_gpu and not self.use_fast_step:
-                log.warning(
-                    "model.compile=true on Lightning's own loop: at small steps it runs slower than eager (84 px, "
-                    "batch 32 on an H200: 1,188 against 1,626 images/s), its kernels still launched one by one; "
-                    "it pays inside the fast step (model.fast_step)"
-                )
-
-    def _fast_step_allowed(self) -> bool:
-        """model.fast_step: auto uses it on one CUDA device; true anywhere; false never. Says why not."""
-        setting = self.hparams.model.get("fast_step", False)
-        if setting is False:
-            return False
-        trainer = self.trainer
-        reasons = [
-            reason
-            for reason, blocked in [
-                (
-                    f"trainer.precision={trainer.precision} (it supports {', '.join(AUTOCAST)})",
-                    str(trainer.precision) not in AUTOCAST,
-                ),
-                ("several processes (DDP)", trainer.world_size > 1),
-                ("trainer.gradient_clip_val is set", trainer.gradient_clip_val is not None),
-                ("trainer.accumulate_grad_batches > 1", trainer.accumulate_grad_batches != 1),
-            ]
-            if blocked
-        ]
-        device = trainer.strategy.root_device
-        if setting == "auto" and device.type != "cuda":
-            return False
-        if reasons and setting is True:
-            raise UserError(
-                f"model.fast_step=true cannot be used with {'; '.join(reasons)}: use model.fast_step=auto or false"
-            )
-        if reasons:
-            log.info("model.fast_step=auto: Lightning's own training loop, because of %s", "; ".join(reasons))
-            return False
-        log.info(
-            "model.fast_step: the whole training step %s",
-            "as one CUDA graph" if device.type == "cuda" else "on static buffers",
-        )
-        return True
+            self.use_fast_step = use_fast_step(self.hparams.model, self.trainer)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)
@@ -132,10 +78,12 @@ class SkinClassifier(L.LightningModule):
         self, stage: str, loss: torch.Tensor, probs: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor
     ) -> None:
         self.outputs[stage].append((probs, labels, indices))
+        if stage == "train":
+            self.log("train/batch_loss", loss, on_step=True, on_epoch=False, batch_size=len(labels), sync_dist=True)
         self.log(
             f"{stage}/loss",
             loss,
-            on_step=stage == "train",
+            on_step=False,
             on_epoch=True,
             batch_size=len(labels),
             prog_bar=stage != "train",
@@ -151,7 +99,9 @@ class SkinClassifier(L.LightningModule):
 
     def on_train_epoch_start(self):
         # from the trainer's epoch, so a resumed run switches at the same epoch as an uninterrupted one
-        self.criterion.set_epoch(self.current_epoch)
+        set_epoch = getattr(self.criterion, "set_epoch", None)
+        if set_epoch is not None:
+            set_epoch(self.current_epoch)
 
     def training_step(self, batch, batch_idx):
         if self.automatic_optimization:
@@ -160,10 +110,7 @@ class SkinClassifier(L.LightningModule):
         optimizer = self.optimizers()
         if self.fast_step is None or self.fast_step.optimizer is not optimizer.optimizer:
             self.fast_step = WholeStep(self.net, self.criterion, optimizer.optimizer, str(self.trainer.precision))
-        # Lightning counts optimiser steps (global_step) around LightningOptimizer.step, which the graph bypasses
-        optimizer._on_before_step()
-        loss, probs = self.fast_step(images, labels)
-        optimizer._on_after_step()
+        loss, probs = counted_step(optimizer, lambda: self.fast_step(images, labels))
         scheduler = self.lr_schedulers()
         if scheduler is not None:
             scheduler.step()
@@ -200,52 +147,18 @@ class SkinClassifier(L.LightningModule):
         scalars = named_scalars(values, self.classes)
         # torchmetrics already reduced the states over ranks: sync_dist only averages equal values
         self.log_dict({f"{stage}/{name}": value for name, value in scalars.items()}, sync_dist=True)
-        if stage != "train" and not self.trainer.sanity_checking:
-            self._log_confusion(stage, values["confusion_matrix"])
+        self.confusion[stage] = values["confusion_matrix"]
         return outputs
-
-    def _log_confusion(self, stage: str, matrix: torch.Tensor) -> None:
-        tensorboards = [logger for logger in self.loggers if isinstance(logger, TensorBoardLogger)]
-        if not tensorboards or self.global_rank != 0:
-            return
-        figure = confusion_figure(matrix.cpu().numpy(), self.classes, title=f"{stage}, epoch {self.current_epoch + 1}")
-        # the step Lightning gives this epoch's scalars (validation runs before the last batch's step is counted)
-        step = self.trainer.fit_loop.epoch_loop._batches_that_stepped
-        for logger in tensorboards:
-            logger.experiment.add_figure(f"{stage}/confusion_matrix", figure, step)
 
     def on_train_epoch_end(self):
         self._epoch_end("train")
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """The fast step keeps learning rates in device tensors; checkpoints hold them as plain numbers."""
-        for state in checkpoint.get("optimizer_states", []):
-            for group in state["param_groups"]:
-                if isinstance(group.get("lr"), torch.Tensor):
-                    group["lr"] = float(group["lr"])
-        for state in checkpoint.get("lr_schedulers", []):
-            if "_last_lr" in state:
-                state["_last_lr"] = [float(lr) for lr in state["_last_lr"]]
+        plain_learning_rates(checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        """Checks that a checkpoint being resumed or tested fits this run's network, before Lightning's strict load
-        fails with a bare list of keys. Checkpoints written before the long-tail losses keep weighted_ce's class
-        weights as a tensor; the loss computes the same weights from the training split, so those are dropped."""
-        state = checkpoint["state_dict"]
-        state.pop("class_weights", None)
-        own = self.state_dict()
-        differ = sorted(set(own) ^ set(state)) + sorted(
-            key for key in own.keys() & state.keys() if own[key].shape != state[key].shape
-        )
-        if differ:
-            written = checkpoint.get("hyper_parameters", {})
-            raise UserError(
-                f"{self.trainer.ckpt_path} does not fit this run's network ({len(differ)} tensors differ, first "
-                f"{differ[0]}): it holds a {written.get('model', {}).get('arch', 'network')} for "
-                f"{len(written.get('classes', [])) or 'unknown'} classes, this run builds a "
-                f"{self.hparams.model['arch']} for {len(self.classes)}; resume with the model and data it was "
-                "trained with"
-            )
+        check_checkpoint_fits(checkpoint, self.state_dict(), self.hparams, self.trainer.ckpt_path)
 
     def on_validation_epoch_end(self):
         self._epoch_end("val")
@@ -266,28 +179,12 @@ class SkinClassifier(L.LightningModule):
         return probs, labels, indices
 
     def configure_optimizers(self):
-        settings = dict(self.hparams.optim)
-        if settings["name"] not in OPTIMIZERS:
-            raise UserError(f"optim.name={settings['name']} is not one of {', '.join(OPTIMIZERS)}")
+        optim = self.hparams.optim
         parameters = [p for p in self.parameters() if p.requires_grad]
-        kwargs = {key: value for key, value in settings.items() if key not in SCHEDULE_KEYS}
-        if self.use_fast_step and self.trainer.strategy.root_device.type == "cuda":
-            # state on the device, updated by single kernels: what a captured step needs, and the fastest anyway
-            kwargs.setdefault("fused", True)
-            if settings["name"] == "adamw":
-                kwargs.setdefault("capturable", True)
-        try:
-            optimizer = OPTIMIZERS[settings["name"]](parameters, **kwargs)
-        except (TypeError, ValueError) as error:
-            raise UserError(
-                f"optim={settings['name']} does not take the settings {sorted(kwargs)}: {error}; "
-                f"check the optim.* overrides"
-            ) from error
-        if settings["scheduler"] == "none":
-            return optimizer
-        if settings["scheduler"] != "cosine":
-            raise UserError(f"optim.scheduler={settings['scheduler']} is not one of none, cosine")
+        extra = optimizer_settings(self.use_fast_step, self.trainer.strategy.root_device)
+        optimizer = build(optim, "optim", skip=("scheduler",), params=parameters, **extra)
         total = int(self.trainer.estimated_stepping_batches)
-        warmup = int(settings["warmup_fraction"] * total)
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total, warmup))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        scheduler = build(optim["scheduler"], "optim.scheduler", optimizer=optimizer, total_steps=total)
+        if scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -7,6 +7,7 @@
 - Custom Scalars: the classes' validation recall, and their precision, in one chart each, each class
   its own line, colour and name; train against validation loss and balanced accuracy.
 - Scalars: the learning rate under train/, and no bare `epoch` curve above the others.
+- Images: the validation confusion matrix of every epoch, and the tested checkpoint's.
 """
 
 import time
@@ -19,6 +20,10 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.compat.proto.summary_pb2 import Summary
 from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 from torch.utils.tensorboard import SummaryWriter
+
+from skin_lightning.model.checkpoints import checkpoint_epoch
+from skin_lightning.model.confusion import confusion_figure
+from skin_lightning.model.lightning_compat import add_summary, logged_step
 
 # The HParams tab ticks the first five metrics and the first five settings; the rest are one click away.
 HPARAMS_METRICS = (
@@ -91,7 +96,7 @@ def layout() -> dict:
     return {
         "classes": {f"validation {name} of each class": ["Multiline", [f"^val/{name}$"]] for name in CLASS_RUN_TAGS},
         "train vs validation": {
-            "loss": ["Multiline", ["^train/loss_epoch$", "^val/loss$"]],
+            "loss": ["Multiline", ["^train/loss$", "^val/loss$"]],
             "balanced accuracy": ["Multiline", ["^train/balanced_accuracy$", "^val/balanced_accuracy$"]],
             "macro F1": ["Multiline", ["^train/macro_f1$", "^val/macro_f1$"]],
         },
@@ -116,14 +121,14 @@ class RunTensorBoard(L.Callback):
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         for writer in self._writers(trainer):
             for summary in hparams_summaries(self.settings):
-                writer._get_file_writer().add_summary(summary)
+                add_summary(writer, summary)
             writer.add_custom_scalars(layout())
             writer.flush()
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or trainer.state.fn != "fit":
             return
-        step = trainer.fit_loop.epoch_loop._batches_that_stepped  # the step of this epoch's val/* scalars
+        step = logged_step(trainer)  # the step of this epoch's val/* scalars
         metrics = trainer.callback_metrics
         for writer in self._writers(trainer):
             for cls in self.classes:
@@ -146,7 +151,7 @@ class RunTensorBoard(L.Callback):
     def _end(self, trainer: L.Trainer, status: int) -> None:
         for writer in self._writers(trainer):
             end = plugin_data_pb2.SessionEndInfo(status=status, end_time_secs=time.time())
-            writer._get_file_writer().add_summary(_hparams_summary(metadata.SESSION_END_INFO_TAG, session_end_info=end))
+            add_summary(writer, _hparams_summary(metadata.SESSION_END_INFO_TAG, session_end_info=end))
             writer.flush()
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -160,3 +165,36 @@ class RunTensorBoard(L.Callback):
         if trainer.optimizers:
             lr = trainer.optimizers[0].param_groups[0]["lr"]
             pl_module.log("train/lr", lr, on_step=False, on_epoch=True, batch_size=1)
+
+
+def which_weights(trainer: L.Trainer) -> str:
+    """Which weights a test ran on, for the test figure's title: "best checkpoint (epoch 3)"."""
+    if trainer.ckpt_path:
+        return f"{Path(trainer.ckpt_path).stem} checkpoint (epoch {checkpoint_epoch(trainer.ckpt_path)})"
+    return f"last weights (epoch {trainer.current_epoch})"
+
+
+class ConfusionFigures(L.Callback):
+    """The confusion matrix of every validation epoch, and of the test, as TensorBoard figures.
+
+    Validation figures name their epoch; the test figure names the checkpoint it tested and the epoch that
+    checkpoint was written in, which is rarely the last one trained.
+    """
+
+    def __init__(self, classes: list[str]):
+        self.classes = list(classes)
+
+    def _add(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str, title: str) -> None:
+        tensorboards = [logger for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
+        if not tensorboards or not trainer.is_global_zero or stage not in pl_module.confusion:
+            return
+        figure = confusion_figure(pl_module.confusion[stage].cpu().numpy(), self.classes, title=title)
+        for logger in tensorboards:
+            logger.experiment.add_figure(f"{stage}/confusion_matrix", figure, logged_step(trainer))
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._add(trainer, pl_module, "val", f"val, epoch {trainer.current_epoch + 1}")
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._add(trainer, pl_module, "test", f"test, {which_weights(trainer)}")
