@@ -88,6 +88,20 @@ def commands(page: Path) -> list[tuple[int, str, list[str]]]:
     return found
 
 
+EXAMPLE_FILE = re.compile(r"^#\s*(?:[\w.-]+/)*?([\w-]+)/([\w-]+)\.yaml\b")
+
+
+def write_example_configs(page: Path, folder: Path) -> None:
+    """The page's YAML blocks that open with their file's name (`# my_configs/loss/smooth_ce.yaml: ...`), written
+    into `folder` as a config folder, so a command that puts the reader's own folder on Hydra's search path
+    composes with the very files the page shows."""
+    for block in FENCE.finditer(page.read_text()):
+        found = EXAMPLE_FILE.match(block.group(2)) if block.group(1) == "yaml" else None
+        if found:
+            (folder / found.group(1)).mkdir(parents=True, exist_ok=True)
+            (folder / found.group(1) / f"{found.group(2)}.yaml").write_text(block.group(2))
+
+
 def compositions(arguments: list[str]) -> list[list[str]]:
     """The override lists a command composes: one per value of a multirun's comma-separated sweep."""
     multirun = "-m" in arguments or "--multirun" in arguments
@@ -117,8 +131,13 @@ def test_the_pages_show_commands_to_check():
 @pytest.mark.parametrize(
     ("page", "line", "entry", "arguments"), CASES, ids=[f"{page_id(c[0])}:{c[1]}" for c in CASES]
 )
-def test_every_command_composes_its_config(page, line, entry, arguments):
+def test_every_command_composes_its_config(page, line, entry, arguments, tmp_path):
+    searchpath = []
+    if any(word.startswith("hydra.searchpath=") for word in arguments):
+        write_example_configs(page, tmp_path)
+        searchpath = [f"hydra.searchpath=[file://{tmp_path}]"]
     for overrides in compositions(arguments):
+        overrides = [*overrides, *searchpath]
         try:
             compose_config(entry, overrides)
         except (HydraException, OmegaConfBaseException) as error:
