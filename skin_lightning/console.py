@@ -8,16 +8,12 @@ Trainer that triggers them is built; those tied to a part of this package are fi
 
 import logging
 import warnings
-from pathlib import Path
 
 import lightning as L
-import yaml
 from hydra import compose
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
-
-from skin_lightning.cli import CONFIG_DIR
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +50,10 @@ def settings_that_differ(cfg: DictConfig, keys: tuple[str, ...]) -> list[str]:
     Empty outside a Hydra app (a config composed by a test)."""
     if not HydraConfig.initialized() or not GlobalHydra.instance().is_initialized():
         return []
-    defaults = {}
-    for entry in yaml.safe_load((Path(CONFIG_DIR) / "train.yaml").read_text())["defaults"]:
-        if isinstance(entry, dict):
-            defaults.update(entry)
+    # the run's own config folders (hydra.searchpath) too, so a choice from the user's folder composes
+    searchpath = list(HydraConfig.get().searchpath)
+    extra = [f"hydra.searchpath=[{','.join(searchpath)}]"] if searchpath else []
+    defaults = compose(config_name="train", overrides=extra, return_hydra_config=True).hydra.runtime.choices
     choices = {
         group: choice
         for group, choice in HydraConfig.get().runtime.choices.items()
@@ -65,7 +61,7 @@ def settings_that_differ(cfg: DictConfig, keys: tuple[str, ...]) -> list[str]:
     }
     # recipes (experiment, hparams_search) are left out of the baseline, so the values they set show
     groups = [f"{group}={choice}" for group, choice in choices.items() if defaults.get(group) is not None]
-    baseline = compose(config_name="train", overrides=groups)
+    baseline = compose(config_name="train", overrides=groups + extra)
     # compared as written (an interpolation such as data.cache_dir=${data.root}/.cache is the same setting in both,
     # and the baseline's data.root may be missing), shown as the run resolves it
     ran, base = (_flat(OmegaConf.to_container(OmegaConf.masked_copy(c, list(keys)))) for c in (cfg, baseline))
