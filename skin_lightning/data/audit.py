@@ -6,6 +6,7 @@ the jobs of a sweep, which run in one process, and beside the decoded images wit
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,8 +81,13 @@ def _audit_file(cache_dir: Path, key: str) -> Path:
     return Path(cache_dir) / f"audit-{key}.npz"
 
 
-def cached_audit(paths: list[Path], images: np.ndarray, size: int, cache_dir: Path | None) -> Audit:
-    """The audit of `paths`, from memory, from `cache_dir` when given and written there before, or computed."""
+def cached_audit(
+    paths: list[Path], images: Callable[[], np.ndarray], size: int, cache_dir: Path | None
+) -> Audit:
+    """The audit of `paths`, from memory, from `cache_dir` when given and written there before, or computed.
+
+    `images()` gives the pixels (`size` px) and is called only when the audit is computed: a sweep whose
+    store is smaller than the audit's size decodes the images again once, not once a job."""
     key = cache_key(paths, size)
     if key in _last_audit:
         return _last_audit[key]
@@ -91,7 +97,7 @@ def cached_audit(paths: list[Path], images: np.ndarray, size: int, cache_dir: Pa
             audit = Audit(list(paths), saved["cluster"], saved["residual"], saved["issues"].tolist(), 0.0)
         log.info("audit read from %s", stored)
     else:
-        audit = run_audit(paths, images)
+        audit = run_audit(paths, images())
         if stored is not None:
             temporary = stored.with_name(f".{stored.name}.tmp.npz")
             np.savez(temporary, cluster=audit.cluster, residual=audit.residual, issues=np.asarray(audit.issues))

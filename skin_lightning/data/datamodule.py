@@ -127,12 +127,16 @@ class SkinDataModule(L.LightningDataModule):
         """
         if self._audit is None:
             store = self.decoded()
-            images = store.images
-            if images.shape[1] < AUDIT_SIZE:
-                images = shared_store(len(store.paths), AUDIT_SIZE)
-                decode_into(store.paths, AUDIT_SIZE, images, desc="decoding for the audit")
+
+            def images() -> np.ndarray:
+                if store.images.shape[1] >= AUDIT_SIZE:
+                    return store.images
+                again = shared_store(len(store.paths), AUDIT_SIZE)
+                decode_into(store.paths, AUDIT_SIZE, again, desc="decoding for the audit")
+                return again
+
             cache_dir = self.cfg["cache_dir"] if self.cfg["cache"] == "disk" else None
-            self._audit = cached_audit(store.paths, images, images.shape[1], cache_dir)
+            self._audit = cached_audit(store.paths, images, max(store.images.shape[1], AUDIT_SIZE), cache_dir)
         return self._audit
 
     def _groups(self, samples: Samples) -> np.ndarray | None:
