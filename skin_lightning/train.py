@@ -165,6 +165,7 @@ def train(cfg: DictConfig) -> dict:
         extra.update(notes)
     test_paths = datamodule.samples("test").paths
     write_validation_predictions(output_dir / VALIDATION_PREDICTIONS, cfg, module, datamodule)
+    twins, copies_left_out = datamodule.test_twins()
     summary = write_reports(
         output_dir,
         probs,
@@ -172,7 +173,8 @@ def train(cfg: DictConfig) -> dict:
         [test_paths[i] for i in indices],
         datamodule.classes,
         extra,
-        copied=datamodule.test_copies_in_training()[indices],
+        twins=[twins[i] for i in indices],
+        copies_left_out=copies_left_out,
     )
     log.info(
         "test balanced accuracy %.4f, accuracy %.4f; reports in %s",

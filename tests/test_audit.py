@@ -98,8 +98,8 @@ def test_grouped_split_and_folds_keep_every_group_on_one_side():
 
 @pytest.fixture
 def leaky_root(demo_root, tmp_path) -> Path:
-    """The demo set plus copies: 6 test images copied (brightened) into Train, 4 Train copies inside Train, and one
-    Train picture copied under another label (a conflict)."""
+    """The demo set plus copies: 6 test images copied (brightened) into Train, 4 Train copies inside Train, one
+    Train picture copied under another label (a conflict), and one test picture copied into Train under two labels."""
     root = tmp_path / "leaky"
     shutil.copytree(demo_root, root)
     for k, path in enumerate(sorted((root / "Test" / "MEL").glob("*.jpg"))[:6]):
@@ -110,6 +110,9 @@ def leaky_root(demo_root, tmp_path) -> Path:
         Image.fromarray(shifted(decode_image(path, 64), SHIFTS["colour"])).save(root / "Train" / "BCC" / f"dup_{k}.png")
     source = demo_images(root, "NV", 1)[0]
     shutil.copy(source, root / "Train" / "MEL" / "conflict.jpg")
+    test_bcc = sorted((root / "Test" / "BCC").glob("*.jpg"))[0]
+    for name in ("BCC", "NV"):  # a test picture whose only copies in Train carry two labels: both left out
+        shutil.copy(test_bcc, root / "Train" / name / "left_out.jpg")
     return root
 
 
@@ -131,19 +134,19 @@ def test_a_run_keeps_copies_on_one_side_drops_conflicts_and_scores_the_test_spli
         assert splits[str(source)] == splits[str(leaky_root / "Train" / "BCC" / f"dup_{k}.png")] != "test"
     with open(run / "label_conflicts.csv", newline="") as handle:
         dropped = {Path(row["path"]).name for row in csv.DictReader(handle)}
-    assert dropped == {"conflict.jpg", demo_images(leaky_root, "NV", 1)[0].name}
+    assert dropped == {"conflict.jpg", demo_images(leaky_root, "NV", 1)[0].name, "left_out.jpg"}
     assert str(leaky_root / "Train" / "MEL" / "conflict.jpg") not in splits
 
     without = summary["without_training_copies"]
     assert without["excluded_images"] == 6
+    assert without["copies_left_out_of_training"] == 1
     with open(run / "test_predictions.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
+    leaked = sorted((leaky_root / "Test" / "MEL").glob("*.jpg"))[:6]
+    marked = {row["path"]: row["training_copy"] for row in rows if row["training_copy"]}
+    assert marked == {str(path): str(leaky_root / "Train" / "MEL" / f"leak_{k}.png") for k, path in enumerate(leaked)}
     classes = summary["classes"]
-    keep = [
-        row
-        for row in rows
-        if Path(row["path"]).name not in {p.name for p in sorted((leaky_root / "Test" / "MEL").glob("*.jpg"))[:6]}
-    ]
+    keep = [row for row in rows if not row["training_copy"]]
     probs = np.array([[float(row[f"prob_{c}"]) for c in classes] for row in keep])
     labels = np.array([classes.index(row["true"]) for row in keep])
     expected, _ = score(probs, labels, classes, 15)
@@ -151,7 +154,8 @@ def test_a_run_keeps_copies_on_one_side_drops_conflicts_and_scores_the_test_spli
     assert without["balanced_accuracy"] == pytest.approx(expected["balanced_accuracy"])
     assert without["intervals"]["balanced_accuracy"] == pytest.approx(expected["intervals"]["balanced_accuracy"])
     report = (run / "report.md").read_text()
-    assert "Test images with a copy in the training data (train or validation split): 6." in report
+    assert "Test images with a copy in the training data (train or validation split): 6, each named" in report
+    assert "1 more test images have copies in Train only among the images left out as label conflicts" in report
 
 
 def test_ignore_keeps_the_image_by_image_split_of_older_runs(leaky_root, tmp_path):
@@ -180,12 +184,13 @@ def test_the_audit_command_writes_its_report_and_a_sweep_computes_it_once(leaky_
     monkeypatch.setattr(audit_module, "run_audit", lambda *a: calls.append(1) or real(*a))
     audit_module._last_audit.clear()
     result = audit(cfg)
-    assert calls == [1] and result["clusters"] == 6 + 4 + 1
+    assert calls == [1] and result["clusters"] == 6 + 4 + 1 + 1
     with open(out / "audit.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert {row["cluster_splits"] for row in rows} == {"Train", "Train+Test"}
     assert rows[0]["label_conflict"] == "True"  # conflicts first, for a person to check
-    assert sum(row["cluster_splits"] == "Train+Test" and row["split"] == "Test" for row in rows) == 6
+    # the run's 6 test images with a copy in training, and the one whose copies are left out as a conflict
+    assert sum(row["cluster_splits"] == "Train+Test" and row["split"] == "Test" for row in rows) == 6 + 1
     text = (out / "audit.md").read_text()
     assert "| Test | MEL | 25 | 6 | 6 | 0 | 6 | 0 |" in text
     assert Image.open(out / "copies.png").size[1] > 100

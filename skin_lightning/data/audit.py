@@ -51,10 +51,14 @@ class Audit:
         conflicting = np.isin(self.clusters_of(train.paths), self.conflicts(paths, labels))
         return train.subset(np.flatnonzero(~conflicting)), train.subset(np.flatnonzero(conflicting))
 
-    def copied(self, paths: list[Path], others: list[Path]) -> np.ndarray:
-        """Whether each of `paths` has a copy among `others`."""
-        seen = np.setdiff1d(self.clusters_of(others), [-1])
-        return np.isin(self.clusters_of(paths), seen)
+    def twins(self, paths: list[Path], others: list[Path]) -> list[str]:
+        """For each of `paths`, a copy of it among `others` (the first in their order), or "" where it has none:
+        the name a report gives, so every image counted as a copy can be looked at beside its twin."""
+        first: dict[int, Path] = {}
+        for cluster, other in zip(self.clusters_of(others), others):
+            if cluster >= 0:
+                first.setdefault(int(cluster), other)
+        return [str(first.get(int(cluster), "")) for cluster in self.clusters_of(paths)]
 
 
 def run_audit(paths: list[Path], images: np.ndarray) -> Audit:

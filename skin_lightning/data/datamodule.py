@@ -178,10 +178,16 @@ class SkinDataModule(L.LightningDataModule):
             kept, held = fold_split(train.labels, self.cfg["folds"], self.cfg["fold"], self.seed, groups)
         return {"train": train.subset(kept), "val": train.subset(held), "test": test}
 
-    def test_copies_in_training(self) -> np.ndarray:
-        """For each test image (in test split order): whether a copy of it is in the train or val split."""
-        training = self.samples("train").paths + self.samples("val").paths
-        return self.audit().copied(self.samples("test").paths, training)
+    def test_twins(self) -> tuple[list[str], int]:
+        """For each test image (in test split order): a copy of it in the train or val split, or "".
+
+        Also the count of the other test images whose only copies were left out of training as label conflicts:
+        the audit counts them as Train-Test copies, the run scores them as unseen, and the report says so.
+        """
+        test = self.samples("test").paths
+        twins = self.audit().twins(test, self.samples("train").paths + self.samples("val").paths)
+        left_out = self.audit().twins(test, self.dropped.paths) if len(self.dropped) else [""] * len(test)
+        return twins, sum(1 for twin, dropped in zip(twins, left_out) if dropped and not twin)
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:

@@ -41,33 +41,47 @@ def write_reports(
     classes: list[str],
     extra: dict,
     bins: int = 15,
-    copied: np.ndarray | None = None,
+    twins: list[str] | None = None,
+    copies_left_out: int = 0,
 ) -> dict:
     """metrics.json, report.{md,csv}, confusion matrices, ROC and reliability PNGs, test_predictions.csv.
 
-    `copied` marks the test images with a copy in the training data (the audit's clusters): the headline
-    scores are then also given without them, as `without_training_copies`.
+    `twins` names, for each test image, a copy of it in the training data (the audit's clusters) or "": the
+    headline scores are then also given without those images, as `without_training_copies`, and
+    test_predictions.csv names each one's twin, so the excluded images can be listed and counted.
+    `copies_left_out`: test images whose only copies were left out of training (label conflicts), scored as unseen.
     """
     output_dir = Path(output_dir)
     summary, curves = score(probs, labels, classes, bins)
     summary = {**extra, **summary}
     leak_lines = []
-    if copied is not None:
-        clean = ~np.asarray(copied, dtype=bool)
+    if twins is not None:
+        clean = np.array([not twin for twin in twins], dtype=bool)
         kept, _ = score(probs[clean], labels[clean], classes, bins) if clean.any() else (None, None)
         summary["without_training_copies"] = {
             "excluded_images": int((~clean).sum()),
+            "copies_left_out_of_training": copies_left_out,
             **({name: kept[name] for name in ("num_images", *HEADLINE, "intervals")} if kept else {}),
         }
         leak_lines = [
             "",
-            f"Test images with a copy in the training data (train or validation split): {int((~clean).sum())}. "
+            f"Test images with a copy in the training data (train or validation split): {int((~clean).sum())}, "
+            "each named beside its copy in test_predictions.csv (`training_copy`). "
             + (
                 f"Without them ({kept['num_images']} images): "
                 f"balanced accuracy {_headline(kept, 'balanced_accuracy')}, "
                 f"accuracy {_headline(kept, 'accuracy')}, macro F1 {_headline(kept, 'macro_f1')}."
                 if kept
                 else "Every test image has one."
+            ),
+            *(
+                [
+                    f"{copies_left_out} more test images have copies in Train only among the images left out as "
+                    "label conflicts (label_conflicts.csv): the model never saw those copies, so they are scored "
+                    "as unseen, and the audit's count of Train-Test copies is larger by as many."
+                ]
+                if copies_left_out
+                else []
             ),
         ]
     (output_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -97,5 +111,5 @@ def write_reports(
     save(shares, output_dir / "confusion_matrix_normalized.png")
     save(roc_figure(curves, summary["per_class"]), output_dir / "roc_curves.png")
     save(reliability_figure(summary["calibration"]), output_dir / "reliability.png")
-    write_predictions(output_dir / "test_predictions.csv", paths, labels, probs, classes)
+    write_predictions(output_dir / "test_predictions.csv", paths, labels, probs, classes, twins)
     return summary

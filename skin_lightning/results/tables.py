@@ -91,9 +91,15 @@ def write_table(output_dir: Path, name: str, header: list[str], rows: list[list]
 VALIDATION_PREDICTIONS = "val_predictions.csv"
 
 
-def write_predictions(path: Path, paths: list, labels: np.ndarray, probs: np.ndarray, classes: list[str]) -> None:
+def write_predictions(
+    path: Path, paths: list, labels: np.ndarray, probs: np.ndarray, classes: list[str], twins: list[str] | None = None
+) -> None:
+    """One row per image; with `twins`, a `training_copy` column naming the image's copy in training ("": none)."""
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["path", "true", "predicted", *(f"prob_{cls}" for cls in classes)])
-        for image, label, row in zip(paths, labels, probs):
-            writer.writerow([str(image), classes[label], classes[int(row.argmax())], *(f"{p:.6f}" for p in row)])
+        twin_column = [] if twins is None else ["training_copy"]
+        writer.writerow(["path", "true", "predicted", *(f"prob_{cls}" for cls in classes), *twin_column])
+        for k, (image, label, row) in enumerate(zip(paths, labels, probs)):
+            probabilities = (f"{p:.6f}" for p in row)
+            twin = [] if twins is None else [twins[k]]
+            writer.writerow([str(image), classes[label], classes[int(row.argmax())], *probabilities, *twin])
