@@ -119,6 +119,7 @@ def read_split(path: Path) -> dict[str, str]:
         return {row["path"]: row["split"] for row in csv.DictReader(handle)}
 
 
+@pytest.mark.slow
 def test_a_run_keeps_copies_on_one_side_drops_conflicts_and_scores_the_test_split_without_leaked_images(
     leaky_root, tmp_path
 ):
@@ -169,6 +170,7 @@ def test_a_bad_duplicates_setting_is_one_message_naming_its_key(key, value):
         check_config(cfg)
 
 
+@pytest.mark.slow
 def test_the_audit_command_writes_its_report_and_a_sweep_computes_it_once(leaky_root, tmp_path, monkeypatch):
     out = tmp_path / "audit"
     cfg = compose_config(
@@ -195,6 +197,7 @@ def test_the_audit_command_writes_its_report_and_a_sweep_computes_it_once(leaky_
     assert calls == [1]
 
 
+@pytest.mark.slow
 def test_a_train_only_folder_is_audited(real_train, tmp_path):
     root = tmp_path / "train_only"
     (root / "Train").mkdir(parents=True)
@@ -255,6 +258,7 @@ def test_labels_from_a_folder_without_fold_predictions_says_what_to_run(demo_roo
         audit(cfg)
 
 
+@pytest.mark.slow
 def test_a_fold_job_writes_its_out_of_fold_predictions(demo_root, tmp_path):
     run = tmp_path / "run"
     train(

@@ -125,6 +125,7 @@ def test_a_named_layer_is_measured_and_a_bad_one_is_refused():
         choose_layer(resnet, 84, "fc")
 
 
+@pytest.mark.slow
 def test_gradcam_peaks_inside_an_off_centre_lesion(corner_maps):
     """Measured (one thread, Xeon with AVX-512, seeds as here): the peak is on the lesion for 32 of the 33
     correctly classified lesion images (0.97); the model's accuracy is 0.98. Untrained, the same
@@ -145,6 +146,7 @@ def test_gradcam_peaks_inside_an_off_centre_lesion(corner_maps):
     assert untrained < 0.4
 
 
+@pytest.mark.slow
 def test_gradcam_depends_on_the_weights(corner_maps):
     """Model randomisation (Adebayo et al. 2018): maps of the trained network and of the same network
     re-initialised must differ, so a map that only redraws the image (edges, dark spots) fails.

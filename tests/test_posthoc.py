@@ -52,6 +52,7 @@ def test_auto_picks_the_smallest_tau_that_balances_validation():
             resolve_tau(bad, [9, 1], lambda: (probs, labels))
 
 
+@pytest.mark.slow
 def test_training_tests_the_averaged_weights_and_evaluate_adjusts_the_same(demo_root, tmp_path):
     """The test report of a run with averaging=ema is what its checkpoint gives when evaluated on its own."""
     run = tmp_path / "run"
@@ -127,6 +128,7 @@ def test_the_study_sweeps_every_arm_against_v4():
     )
 
 
+@pytest.mark.slow
 def test_the_study_runs_as_one_multirun_compared_with_v4(demo_root, tmp_path):
     sweep = tmp_path / "sweep"
     overrides = [

@@ -1,5 +1,6 @@
 import csv
 import json
+import shutil
 import subprocess
 import sys
 
@@ -51,18 +52,27 @@ def summary_rows(sweep) -> dict[str, dict]:
         return {row["job"]: row for row in csv.DictReader(handle)}
 
 
-@pytest.fixture
-def seeds_sweep(tmp_path):
-    """Two configurations, two seeds each; `good` is clearly better than `weak`."""
-    jobs = {}
+@pytest.fixture(scope="module")
+def written_sweep(tmp_path_factory):
+    """Two configurations, two seeds each; `good` is clearly better than `weak`. Written once: the reports are
+    the slow part."""
+    folder, jobs = tmp_path_factory.mktemp("seeds_sweep"), {}
     for num, (config, seed, accuracy) in enumerate(
         [("weak", 1, 0.5), ("weak", 2, 0.55), ("good", 1, 0.85), ("good", 2, 0.8)]
     ):
         # the second seed's predictions are written in another image order: pairing must go by path
         order = np.random.default_rng(num).permutation(LABELS.size) if seed == 2 else None
         jobs[config, seed] = fake_job(
-            tmp_path, num, [f"experiment={config}", f"seed={seed}"], predictions(accuracy, seed=num), order=order
+            folder, num, [f"experiment={config}", f"seed={seed}"], predictions(accuracy, seed=num), order=order
         )
+    return folder, jobs
+
+
+@pytest.fixture
+def seeds_sweep(written_sweep, tmp_path):
+    """A copy of the written sweep for each test, which writes its own summary into it."""
+    folder, jobs = written_sweep
+    shutil.copytree(folder, tmp_path, dirs_exist_ok=True)
     return tmp_path, jobs
 
 
@@ -133,6 +143,7 @@ def test_a_named_reference_flips_the_comparison(seeds_sweep):
     assert summary_rows(sweep)[jobs["weak", 2]]["reference"] == jobs["good", 2]
 
 
+@pytest.mark.slow
 def test_an_unknown_reference_is_named_and_nothing_is_compared(seeds_sweep):
     sweep, _ = seeds_sweep
     write_summary(sweep, reference="v9")
