@@ -56,7 +56,7 @@ def audit(cfg: DictConfig) -> dict:
         raise UserError("data.root is not set: pass data.root=/path/to/data (its Train and Test images are audited)")
     output_dir = Path(cfg.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    datamodule = SkinDataModule(cfg.data, None, None, cfg.seed, test_optional=True)
+    datamodule = SkinDataModule(cfg.data, None, None, cfg.seed)
     datamodule.prepare_data()
     layout = datamodule.read_layout()
     result = datamodule.audit()

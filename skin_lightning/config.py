@@ -50,8 +50,15 @@ def check_config(cfg: DictConfig) -> None:
             data.fold,
             f"a whole number from 0 to {data.folds - 1} (data.folds - 1), or null for data.val_fraction",
         )
-    if data.layout == "isic2019":
-        _require(0 < data.test_fraction < 1, "data.test_fraction", data.test_fraction, "a number in (0, 1)")
+    _require(0 < data.test_fraction < 1, "data.test_fraction", data.test_fraction, "a number in (0, 1)")
+    per_class = data.test_per_class
+    _require(
+        per_class is None or (isinstance(per_class, int) and per_class >= 1),
+        "data.test_per_class",
+        per_class,
+        "null or a whole number >= 1",
+    )
+    _require(isinstance(data.split_seed, int), "data.split_seed", data.split_seed, "a whole number")
     _require(
         isinstance(data.image_size, int) and data.image_size >= 16,
         "data.image_size",

@@ -152,6 +152,7 @@ def train(cfg: DictConfig) -> dict:
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
     checkpoint = _checkpoint_to_test(trainer)
     extra = {"checkpoint": checkpoint or "last weights", "precision": trainer_args["precision"]}
+    extra["split_seed"] = cfg.data.split_seed  # the test and validation images, whatever the training seed
     scores = validation_scores(trainer, module, datamodule, checkpoint, cfg.data) if checkpoint else None
     if scores:
         extra["validation"] = scores
