@@ -1,12 +1,18 @@
 """Checks of a composed config that Hydra's own type checks cannot make, run before any data is read."""
 
+import inspect
+
+import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from skin_lightning.errors import UserError
+from skin_lightning.errors import UserError, did_you_mean
 from skin_lightning.errors import require as _require
-from skin_lightning.model.networks import network_config
+from skin_lightning.model.networks import make_network, network_config
 from skin_lightning.parts import build, check_settings
+
+# lightning.Trainer arguments that train.py passes itself
+TRAINER_SET_BY_TRAIN = ("callbacks", "logger", "plugins")
 
 # Choices of single settings, which are not config groups.
 SETTING_CHOICES = {
@@ -28,6 +34,28 @@ def check_parts(cfg: DictConfig) -> None:
     optimizer = build(part["optim"], "optim", skip=("scheduler",), params=[torch.zeros(1, requires_grad=True)])
     build(part["optim"]["scheduler"], "optim.scheduler", optimizer=optimizer, total_steps=10)
     check_settings(network_config(part["model"]), "model")
+    for group in ("callbacks", "logger"):
+        for name, node in cfg[group].items():
+            check_settings(node, f"{group}.{name}")
+    check_trainer(cfg.trainer)
+
+
+def check_trainer(trainer: DictConfig) -> None:
+    """Every trainer key is an argument of lightning.Trainer: a misspelt one stops here, not in Trainer(...)
+    after the data is decoded and audited."""
+    accepted = [name for name in inspect.signature(L.Trainer.__init__).parameters if name != "self"]
+    for name in trainer:
+        if name in TRAINER_SET_BY_TRAIN:
+            raise UserError(f"trainer.{name} is set by the run itself: remove it (add callbacks under callbacks.NAME)")
+        if name not in accepted:
+            raise UserError(f"trainer.{name} is not an argument of lightning.Trainer{did_you_mean(name, accepted)}")
+
+
+def fetch_weights(model: DictConfig) -> None:
+    """The network built once with its weights (model.weights other than none: downloaded ImageNet weights, or a
+    file), so that a machine without internet or a bad weights file stops before any image is decoded."""
+    if model.weights not in ("none", None):
+        make_network(OmegaConf.to_container(model, resolve=True), num_classes=2)
 
 
 def check_config(cfg: DictConfig) -> None:

@@ -66,5 +66,5 @@ def test_a_misspelt_setting_in_a_users_file_is_named(demo_root, tmp_path):
         cwd=tmp_path,
     )
     assert result.returncode == 1
-    named = "loss.label_smothing is not a setting of torch.nn.CrossEntropyLoss (it takes weight"
+    named = "loss.label_smothing is not a setting of torch.nn.CrossEntropyLoss; did you mean label_smoothing?"
     assert named in result.stdout + result.stderr
