@@ -197,6 +197,18 @@ def test_the_audit_command_writes_its_report_and_a_sweep_computes_it_once(leaky_
     assert calls == [1]
 
 
+def test_an_audit_without_copies_writes_no_blank_montage(tmp_path):
+    root, rng = tmp_path / "data", np.random.default_rng(0)
+    for name in ("A", "B"):
+        (root / "Train" / name).mkdir(parents=True)
+        for k in range(4):
+            Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(root / "Train" / name / f"{k}.png")
+    out = tmp_path / "audit"
+    assert audit(compose_config("audit", [f"data.root={root}", f"output_dir={out}"]))["clusters"] == 0
+    assert not (out / "copies.png").exists()
+    assert "there is no copies.png" in (out / "audit.md").read_text()
+
+
 @pytest.mark.slow
 def test_a_train_only_folder_is_audited(real_train, tmp_path):
     root = tmp_path / "train_only"
