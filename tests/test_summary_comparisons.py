@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import yaml
 
+from skin_lightning.results import figures
 from skin_lightning.results.reports import write_reports
 from skin_lightning.results.stats import holm, mean_sd
 from skin_lightning.results.sweep import configuration, run_name
@@ -160,6 +161,20 @@ def test_an_unknown_reference_is_named_and_nothing_is_compared(seeds_sweep):
     )
     assert result.returncode == 1
     assert "summary.reference=v9 matches no configuration" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_figure_has_no_empty_difference_panel_and_names_each_recall_row_by_its_seed(seeds_sweep, monkeypatch):
+    sweep, _ = seeds_sweep
+    drawn = []
+    monkeypatch.setattr(figures.plt, "close", drawn.append)
+    write_summary(sweep)  # compared with the first configuration
+    write_summary(sweep, reference="v9")  # nothing compared
+    compared, alone = ([axis.get_title() for axis in figure.axes] for figure in drawn)
+    assert any(title.startswith("Δ balanced accuracy") for title in compared)
+    assert not any(title.startswith("Δ balanced accuracy") for title in alone)
+    heat = drawn[1].axes[-2]  # the recall heatmap, before its colour bar
+    rows = [label.get_text() for label in heat.get_yticklabels()]
+    assert rows == ["0: seed=1", "1: seed=2", "2: seed=1", "3: seed=2"]
 
 
 def test_jobs_tested_on_other_images_are_not_compared(tmp_path):
