@@ -15,7 +15,7 @@ from torch import nn
 
 from skin_lightning.data.augment import to_model_input
 from skin_lightning.errors import UserError
-from skin_lightning.explain import explain
+from skin_lightning.explain import explain, overlay_grid
 from skin_lightning.model.cam import choose_layer, class_maps
 from skin_lightning.model.networks import torchvision_network
 
@@ -193,3 +193,9 @@ def test_explain_of_the_worst_takes_a_layer_and_refuses_bad_keys(demo_checkpoint
         explain(compose_config("explain", [*common, "method=gradcam3"]))
     with pytest.raises(UserError, match="layer=layer9 is not a layer"):
         explain(compose_config("explain", [*common, "layer=layer9"]))
+
+
+def test_two_images_make_a_figure_of_two_pairs():
+    images = np.zeros((2, 8, 8, 3), dtype=np.uint8)
+    figure = overlay_grid(images, images, ["a", "b"], ["c", "d"], "heading", (2, 2))
+    assert len(figure.axes) == 4 and figure.get_figwidth() == 8
