@@ -6,6 +6,7 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from skin_lightning.data.layouts import existing_root
 from skin_lightning.errors import UserError, did_you_mean
 from skin_lightning.errors import require as _require
 from skin_lightning.model.networks import make_network, network_config
@@ -51,11 +52,14 @@ def check_trainer(trainer: DictConfig) -> None:
             raise UserError(f"trainer.{name} is not an argument of lightning.Trainer{did_you_mean(name, accepted)}")
 
 
-def fetch_weights(model: DictConfig) -> None:
-    """The network built once with its weights (model.weights other than none: downloaded ImageNet weights, or a
-    file), so that a machine without internet or a bad weights file stops before any image is decoded."""
-    if model.weights not in ("none", None):
-        make_network(OmegaConf.to_container(model, resolve=True), num_classes=2)
+def check_inputs(cfg: DictConfig) -> None:
+    """What a run reads before its images, cheapest first: data.root (the demo's is written later), then the
+    network built once with its weights (ImageNet's, downloaded, or a file), so that a mistyped folder, a machine
+    without internet or a bad weights file stops the run before any image is decoded."""
+    if cfg.data.layout != "demo":
+        existing_root(cfg.data.root)
+    if cfg.model.weights not in ("none", None):
+        make_network(OmegaConf.to_container(cfg.model, resolve=True), num_classes=2)
 
 
 def check_config(cfg: DictConfig) -> None:

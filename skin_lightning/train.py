@@ -12,7 +12,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from skin_lightning.cli import CONFIG_DIR, reported
-from skin_lightning.config import check_config, fetch_weights
+from skin_lightning.config import check_config, check_inputs
 from skin_lightning.console import EpochLine, settings_that_differ
 from skin_lightning.data.augment import preprocessing
 from skin_lightning.data.datamodule import SkinDataModule
@@ -114,7 +114,7 @@ def write_validation_predictions(path: Path, cfg: DictConfig, module: SkinClassi
 
 def train(cfg: DictConfig) -> dict:
     check_config(cfg)
-    fetch_weights(cfg.model)
+    check_inputs(cfg)
     check_tta(cfg.tta)
     check_logit_adjustment(cfg.logit_adjustment)
     log.info("settings that differ from the defaults: %s", " ".join(settings_that_differ(cfg, RUN_SETTINGS)) or "none")

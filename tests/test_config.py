@@ -135,14 +135,14 @@ def test_no_recipe_is_named_like_another_groups_choice():
     assert shared == {}
 
 
-def test_imagenet_weights_are_fetched_before_any_image_is_read(monkeypatch):
+def test_imagenet_weights_are_fetched_before_any_image_is_read(monkeypatch, tmp_path):
     """Offline, model.weights=imagenet stops the run at its start with what to do, not after decoding the data."""
 
     def offline(*args, **kwargs):
         raise urllib.error.URLError("no network")
 
     monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", offline)
-    cfg = compose_train(["model.arch=resnet18", "data.root=/nowhere", "output_dir=/tmp/x"])
+    cfg = compose_train(["model.arch=resnet18", f"data.root={tmp_path}", f"output_dir={tmp_path}"])
     with pytest.raises(UserError, match=r"(?s)could not download the ImageNet weights of resnet18 .*weights=none"):
         train(cfg)
 

@@ -85,15 +85,21 @@ def _to_samples(folders: dict[str, list[Path]], classes: list[str]) -> Samples:
     return Samples(paths, labels)
 
 
+def existing_root(root) -> Path:
+    """data.root as a Path, or the error that names it: checked before any slow work (a weights download)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"data.root={root} does not exist or is not a folder")
+    return root
+
+
 def read_folder_layout(root: Path) -> Layout:
     """ROOT/Train/<CLASS>/* and ROOT/Test/<CLASS>/*, the layout of the ISIC84by84 course data.
 
     A root without Test/ (the usual shape of a user's own data) gives a layout without a test split: training
     holds one out of Train (data.test_fraction or data.test_per_class), the audit reads Train alone.
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise UserError(f"data.root={root} does not exist or is not a folder")
+    root = existing_root(root)
     train = _class_folders(root / "Train")
     if not (root / "Test").exists():
         log.info("%s has no Test folder: a test split is held out of Train", root)
@@ -186,9 +192,7 @@ def read_isic2019_layout(root: Path) -> Layout:
     Classes are the table's columns minus UNK, sorted like folder names, so a model trained on
     this layout and one trained on ISIC84by84 folders have the same class order.
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise UserError(f"data.root={root} does not exist or is not a folder")
+    root = existing_root(root)
     classes = sorted(name for name in ISIC_LABELS if name != ISIC_UNKNOWN)
     folder, table = ISIC_SPLITS["train"]
     if not (root / table).is_file():
