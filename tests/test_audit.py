@@ -234,6 +234,7 @@ def write_fold_predictions(sweep: Path, paths, labels, probs, classes, folds: in
                 writer.writerow([paths[i], classes[labels[i]], classes[probs[i].argmax()], *probs[i]])
 
 
+@pytest.mark.slow
 def test_likely_label_errors_are_the_flipped_labels(demo_root, tmp_path):
     """Truth known: a tenth of the demo's Train labels flipped, and the out-of-fold probabilities of a simulated
     model that is right about nine images in ten (logits: 3 on the true class plus unit noise), ranked by cleanlab

@@ -113,6 +113,7 @@ def setup_datamodule(overrides):
     return datamodule
 
 
+@pytest.mark.slow
 def test_every_cache_mode_gives_the_same_batches(demo_root, tmp_path):
     base = ["experiment=demo", f"data.root={demo_root}", f"data.cache_dir={tmp_path / 'cache'}", *FAST]
     batches = {}

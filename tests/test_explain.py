@@ -168,7 +168,10 @@ def test_gradcam_depends_on_the_weights(corner_maps):
     )
 
 
-@pytest.mark.parametrize("method", ["gradcam", "gradcam++", "layercam", "eigencam", "scorecam"])
+@pytest.mark.parametrize(
+    "method",
+    ["gradcam", *(pytest.param(m, marks=pytest.mark.slow) for m in ("gradcam++", "layercam", "eigencam", "scorecam"))],
+)
 def test_explain_names_method_layer_and_grid(demo_checkpoint, demo_root, tmp_path, caplog, method):
     images = ",".join(str(next((demo_root / "Test" / cls).iterdir())) for cls in ("MEL", "NV"))
     cfg = compose_config(

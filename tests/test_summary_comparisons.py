@@ -185,6 +185,7 @@ def test_jobs_tested_on_other_images_are_not_compared(tmp_path):
     assert f"{other}: tested on other images than {first}, so not compared" in (tmp_path / "summary.md").read_text()
 
 
+@pytest.mark.slow
 def test_fold_models_are_averaged_into_an_ensemble_with_its_own_report(tmp_path):
     fold_probs = [predictions(0.6, seed) for seed in range(3)]
     validation = [

@@ -62,6 +62,7 @@ def test_run_without_validation_tests_the_last_weights(tmp_path, demo_root):
     assert (tmp_path / "checkpoints" / "last.ckpt").exists()
 
 
+@pytest.mark.slow
 def test_run_without_validation_or_our_checkpoint_callback_finishes(tmp_path, demo_root):
     """Lightning's own checkpoint callback then keeps the last epoch: it is tested, with no validation scores."""
     run_train(tmp_path, demo_root, "experiment=demo", "trainer.limit_val_batches=0", "~callbacks.checkpoint")
