@@ -56,7 +56,7 @@ def audit(cfg: DictConfig) -> dict:
         raise UserError("data.root is not set: pass data.root=/path/to/data (its Train and Test images are audited)")
     output_dir = Path(cfg.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    datamodule = SkinDataModule(cfg.data, None, None, cfg.seed, test_optional=True)
+    datamodule = SkinDataModule(cfg.data, None, None, cfg.seed)
     datamodule.prepare_data()
     layout = datamodule.read_layout()
     result = datamodule.audit()
@@ -65,12 +65,16 @@ def audit(cfg: DictConfig) -> dict:
         splits["Test"] = split_labels(layout.test.paths, layout.test.labels, layout.classes)
     members = cluster_members(result, splits)
     write_audit_csv(output_dir / "audit.csv", members)
-    cluster_montage(members, output_dir / "copies.png", cfg.montage_rows)
+    written = "audit.md, audit.csv and copies.png" if members else "audit.md and audit.csv (no copies: no copies.png)"
+    if members:  # an empty montage would be a blank image
+        cluster_montage(members, output_dir / "copies.png", cfg.montage_rows)
     text = audit_markdown(result, splits, members, layout.classes)
+    if not members:
+        text += "\nNo copies were found, so there is no copies.png.\n"
     if cfg.labels_from is not None:
         text += "\n".join(label_issue_lines(output_dir, Path(cfg.labels_from), cfg.montage_rows)) + "\n"
     (output_dir / "audit.md").write_text(text)
-    log.info("%d clusters of copies; audit.md, audit.csv and copies.png in %s", len(members), output_dir)
+    log.info("%d clusters of copies; %s in %s", len(members), written, output_dir)
     return {"clusters": len(members), "seconds": result.seconds}
 
 

@@ -15,6 +15,8 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from skin_lightning.model.lightning_compat import count_epochs_from_one
+
 log = logging.getLogger(__name__)
 
 # Lightning's pytree helper (lightning/pytorch/utilities/_pytree.py) still checks isinstance(..., LeafSpec),
@@ -71,7 +73,11 @@ def settings_that_differ(cfg: DictConfig, keys: tuple[str, ...]) -> list[str]:
 
 
 class EpochLine(L.Callback):
-    """One log line per validated epoch, which stays in the console (the progress bar redraws itself)."""
+    """One log line per validated epoch, which stays in the console (the progress bar redraws itself), numbered
+    from 1 as the progress bar is made to number them."""
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        count_epochs_from_one(trainer.progress_bar_callback)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or trainer.state.fn != "fit" or not trainer.is_global_zero:

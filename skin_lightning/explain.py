@@ -56,9 +56,9 @@ def overlay_grid(
     heading: str,
     grid: tuple[int, int],
 ) -> plt.Figure:
-    """Each image beside its overlay, four pairs a row; thin lines on the overlay mark the layer's grid
-    cells, the finest detail the map can hold however smooth its upsampled colours look."""
-    pairs_per_row = 4
+    """Each image beside its overlay, up to four pairs a row (fewer images, a narrower figure); thin lines on the
+    overlay mark the layer's grid cells, the finest detail the map can hold however smooth its colours look."""
+    pairs_per_row = min(4, len(images))
     rows = -(-len(images) // pairs_per_row)
     figure, axes = plt.subplots(rows, 2 * pairs_per_row, figsize=(4 * pairs_per_row, 2.6 * rows + 0.4), squeeze=False)
     for axis in axes.flat:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from hydra.errors import InstantiationException
 from hydra.utils import get_object, instantiate
 
-from skin_lightning.errors import SettingError, UserError
+from skin_lightning.errors import SettingError, UserError, did_you_mean
 
 HYDRA_KEYS = ("_target_", "_partial_", "_convert_", "_recursive_", "_args_")
 
@@ -47,9 +47,9 @@ def check_settings(node: Mapping, key: str, skip: tuple[str, ...] = ()) -> dict[
         return accepted
     for name in node:
         if name not in accepted and name not in skip and name not in HYDRA_KEYS:
-            offered = ", ".join(p for p, v in accepted.items() if v.kind is not inspect.Parameter.VAR_POSITIONAL)
+            offered = [p for p, v in accepted.items() if v.kind is not inspect.Parameter.VAR_POSITIONAL]
             raise UserError(
-                f"{key}.{name} is not a setting of {node['_target_']} (it takes {offered}); "
+                f"{key}.{name} is not a setting of {node['_target_']}{did_you_mean(name, offered)}; "
                 f"fix the spelling or remove {key}.{name}"
             )
     return accepted

@@ -12,7 +12,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from skin_lightning.cli import CONFIG_DIR, reported
-from skin_lightning.config import check_config
+from skin_lightning.config import check_config, check_inputs
 from skin_lightning.console import EpochLine, settings_that_differ
 from skin_lightning.data.augment import preprocessing
 from skin_lightning.data.datamodule import SkinDataModule
@@ -114,6 +114,7 @@ def write_validation_predictions(path: Path, cfg: DictConfig, module: SkinClassi
 
 def train(cfg: DictConfig) -> dict:
     check_config(cfg)
+    check_inputs(cfg)
     check_tta(cfg.tta)
     check_logit_adjustment(cfg.logit_adjustment)
     log.info("settings that differ from the defaults: %s", " ".join(settings_that_differ(cfg, RUN_SETTINGS)) or "none")
@@ -152,6 +153,7 @@ def train(cfg: DictConfig) -> dict:
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
     checkpoint = _checkpoint_to_test(trainer)
     extra = {"checkpoint": checkpoint or "last weights", "precision": trainer_args["precision"]}
+    extra["split_seed"] = cfg.data.split_seed  # the test and validation images, whatever the training seed
     scores = validation_scores(trainer, module, datamodule, checkpoint, cfg.data) if checkpoint else None
     if scores:
         extra["validation"] = scores

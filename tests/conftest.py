@@ -18,6 +18,11 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 REAL_84 = SHARED_DATA / "isic84by84" / "Train"
 REAL_ISIC2019 = SHARED_DATA / "isic2019_sample"
 
+# One intra-op thread: the tests' batches are tiny, and on a shared 2-core machine a second thread waiting for a
+# busy core made every convolution up to 40 times slower. Processes the tests start inherit it (train_env).
+TORCH_THREADS = "1"
+torch.set_num_threads(int(TORCH_THREADS))
+
 # Small enough for a CPU test: tiny images, two batches of each stage, no downloads.
 FAST = [
     "model.weights=none",
@@ -103,4 +108,5 @@ def run_train(overrides: list[str], cwd: Path, timeout: float = 300) -> subproce
 
 def train_env() -> dict:
     repo = Path(__file__).resolve().parents[1]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), str(repo / "tests")]), "HYDRA_FULL_ERROR": "0"}
+    path = os.pathsep.join([str(repo), str(repo / "tests")])
+    return {**os.environ, "OMP_NUM_THREADS": TORCH_THREADS, "PYTHONPATH": path, "HYDRA_FULL_ERROR": "0"}

@@ -122,6 +122,7 @@ def read_split(path: Path) -> dict[str, str]:
         return {row["path"]: row["split"] for row in csv.DictReader(handle)}
 
 
+@pytest.mark.slow
 def test_a_run_keeps_copies_on_one_side_drops_conflicts_and_scores_the_test_split_without_leaked_images(
     leaky_root, tmp_path
 ):
@@ -173,6 +174,7 @@ def test_a_bad_duplicates_setting_is_one_message_naming_its_key(key, value):
         check_config(cfg)
 
 
+@pytest.mark.slow
 def test_the_audit_command_writes_its_report_and_a_sweep_computes_it_once(leaky_root, tmp_path, monkeypatch):
     out = tmp_path / "audit"
     cfg = compose_config(
@@ -200,6 +202,19 @@ def test_the_audit_command_writes_its_report_and_a_sweep_computes_it_once(leaky_
     assert calls == [1]
 
 
+def test_an_audit_without_copies_writes_no_blank_montage(tmp_path):
+    root, rng = tmp_path / "data", np.random.default_rng(0)
+    for name in ("A", "B"):
+        (root / "Train" / name).mkdir(parents=True)
+        for k in range(4):
+            Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(root / "Train" / name / f"{k}.png")
+    out = tmp_path / "audit"
+    assert audit(compose_config("audit", [f"data.root={root}", f"output_dir={out}"]))["clusters"] == 0
+    assert not (out / "copies.png").exists()
+    assert "there is no copies.png" in (out / "audit.md").read_text()
+
+
+@pytest.mark.slow
 def test_a_train_only_folder_is_audited(real_train, tmp_path):
     root = tmp_path / "train_only"
     (root / "Train").mkdir(parents=True)
@@ -224,6 +239,7 @@ def write_fold_predictions(sweep: Path, paths, labels, probs, classes, folds: in
                 writer.writerow([paths[i], classes[labels[i]], classes[probs[i].argmax()], *probs[i]])
 
 
+@pytest.mark.slow
 def test_likely_label_errors_are_the_flipped_labels(demo_root, tmp_path):
     """Truth known: a tenth of the demo's Train labels flipped, and the out-of-fold probabilities of a simulated
     model that is right about nine images in ten (logits: 3 on the true class plus unit noise), ranked by cleanlab
@@ -260,6 +276,7 @@ def test_labels_from_a_folder_without_fold_predictions_says_what_to_run(demo_roo
         audit(cfg)
 
 
+@pytest.mark.slow
 def test_a_fold_job_writes_its_out_of_fold_predictions(demo_root, tmp_path):
     run = tmp_path / "run"
     train(

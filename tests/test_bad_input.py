@@ -185,6 +185,7 @@ def test_bad_images_stop_the_run_with_the_full_list(tmp_path, cache):
     assert not (tmp_path / "split.csv").exists()
 
 
+@pytest.mark.slow
 def test_skip_trains_without_bad_images_and_lists_them(tmp_path):
     bad = folder_with_bad_images(tmp_path / "data")
     cfg = compose_train(
@@ -246,6 +247,7 @@ def test_bad_folder_layouts_are_named(tmp_path, build, expected):
     assert expected.format(root=tmp_path) in str(caught.value)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "override, message",
     [

@@ -113,6 +113,7 @@ def setup_datamodule(overrides):
     return datamodule
 
 
+@pytest.mark.slow
 def test_every_cache_mode_gives_the_same_batches(demo_root, tmp_path):
     base = ["experiment=demo", f"data.root={demo_root}", f"data.cache_dir={tmp_path / 'cache'}", *FAST]
     batches = {}
@@ -178,6 +179,7 @@ print(int(np.array_equal(store[-1], decode_image(paths[-1], 16))))
 """
 
 
+@pytest.mark.slow
 def test_forked_decoding_ends_in_a_process_that_ignores_sigterm(demo_root, tmp_path):
     """A submitit (SLURM) job ignores SIGTERM; the decoding processes forked from it used to outlive the
     pool's terminate() and hang the job before its first epoch."""

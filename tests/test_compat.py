@@ -6,13 +6,16 @@ from importlib.metadata import version
 from pathlib import Path
 
 import lightning as L
+import pytest
 import torch
-from lightning.pytorch.callbacks import EMAWeightAveraging
+from lightning.pytorch.callbacks import EMAWeightAveraging, RichProgressBar, TQDMProgressBar
 from lightning.pytorch.core.optimizer import LightningOptimizer
+from lightning.pytorch.demos.boring_classes import BoringModel
 from packaging.requirements import Requirement
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
+from skin_lightning.console import EpochLine
 from skin_lightning.model.lightning_compat import (
     add_summary,
     counted_step,
@@ -70,3 +73,21 @@ def test_tensor_learning_rates_become_numbers_in_a_checkpoint():
     plain_learning_rates(checkpoint)
     assert type(checkpoint["optimizer_states"][0]["param_groups"][0]["lr"]) is float
     assert all(type(lr) is float for lr in checkpoint["lr_schedulers"][0]["_last_lr"])
+
+
+@pytest.mark.parametrize("bar", [RichProgressBar, TQDMProgressBar])
+def test_the_progress_bar_numbers_epochs_as_the_log_does(bar):
+    bar, shown = bar(), []
+
+    class Shown(L.Callback):
+        def on_train_epoch_end(self, trainer, pl_module):
+            epoch = trainer.current_epoch
+            rich = isinstance(bar, RichProgressBar)
+            shown.append((bar._get_train_description(epoch) if rich else bar.train_progress_bar.desc).strip(" :"))
+
+    trainer = L.Trainer(
+        max_epochs=2, limit_train_batches=1, limit_val_batches=1, callbacks=[EpochLine(), bar, Shown()],
+        logger=False, enable_checkpointing=False, enable_model_summary=False,
+    )
+    trainer.fit(BoringModel())
+    assert shown == ["Epoch 1/2", "Epoch 2/2"]

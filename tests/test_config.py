@@ -1,8 +1,11 @@
 """Every experiment composes, and the four versions are exactly the course scripts' recipes."""
 
+import re
+import urllib.error
 from pathlib import Path
 
 import pytest
+import torchvision
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf import OmegaConf
@@ -11,6 +14,7 @@ from skin_lightning.cli import CONFIG_DIR
 from skin_lightning.config import check_config
 from skin_lightning.errors import UserError
 from skin_lightning.results.sweep import run_name
+from skin_lightning.train import train
 
 from conftest import compose_train, target
 
@@ -94,12 +98,53 @@ def test_missing_data_root_says_what_to_pass():
         ("+model.archh=resnet18", "model.archh"),
         ("loss._target_=torch.nn.NoSuchLoss", "loss._target_"),
         ("data.num_workers=many", "data.num_workers"),
+        ("data.test_per_class=0", "data.test_per_class"),
+        ("+trainer.max_epoch=1", "trainer.max_epoch is not an argument of lightning.Trainer; did you mean max_epochs?"),
+        ("+callbacks.checkpoint.monitr=x", "callbacks.checkpoint.monitr is not a setting of lightning"),
     ],
 )
 def test_bad_values_name_their_key(override, key):
     cfg = compose_train([*override.split(), "data.root=/anywhere", "output_dir=/tmp/x"])
-    with pytest.raises(UserError, match=key.replace(".", r"\.")):
+    with pytest.raises(UserError, match=re.escape(key)):
         check_config(cfg)
+
+
+# every file of every config group but Hydra's own (hydra/launcher, tested in test_scale.py)
+GROUP_FILES = sorted(
+    (path.parent.relative_to(CONFIG_DIR).as_posix(), path.stem)
+    for path in Path(CONFIG_DIR).glob("*/**/*.yaml")
+    if not path.parent.relative_to(CONFIG_DIR).as_posix().startswith("hydra")
+)
+
+
+@pytest.mark.parametrize(("group", "choice"), GROUP_FILES, ids=[f"{g}={c}" for g, c in GROUP_FILES])
+def test_every_file_of_every_group_composes_resolves_and_passes_the_checks_alone(group, choice):
+    cfg = compose_train([f"{group}={choice}", "data.root=/anywhere", "output_dir=/tmp/x"])
+    OmegaConf.to_container(cfg, resolve=True)
+    check_config(cfg)
+
+
+def test_no_recipe_is_named_like_another_groups_choice():
+    """The groups that set several others at once (imbalance, experiment) name their recipes apart from every other
+    choice: imbalance=focal_loss is not loss=focal, and no arm is named like an experiment."""
+    recipes = {(group, choice) for group, choice in GROUP_FILES if group in ("imbalance", "experiment")}
+    names = {}
+    for group, choice in GROUP_FILES:
+        names.setdefault(choice, set()).add(group)
+    shared = {group: choice for group, choice in recipes if len(names[choice] - {"data"}) > 1}
+    assert shared == {}
+
+
+def test_imagenet_weights_are_fetched_before_any_image_is_read(monkeypatch, tmp_path):
+    """Offline, model.weights=imagenet stops the run at its start with what to do, not after decoding the data."""
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", offline)
+    cfg = compose_train(["model.arch=resnet18", f"data.root={tmp_path}", f"output_dir={tmp_path}"])
+    with pytest.raises(UserError, match=r"(?s)could not download the ImageNet weights of resnet18 .*weights=none"):
+        train(cfg)
 
 
 def test_run_names_are_folder_names_a_command_line_takes_back_unquoted():

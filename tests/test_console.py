@@ -33,17 +33,20 @@ def console(tmp_path_factory, demo_root) -> str:
     return result.stdout + result.stderr, demo_root
 
 
+@pytest.mark.slow
 def test_a_run_prints_none_of_the_filtered_warnings(console):
     text, _ = console
     shown = [line for line in FILTERED if line in text]
     assert not shown, text
 
 
+@pytest.mark.slow
 def test_a_warning_a_user_can_act_on_still_shows(console):
     text, _ = console
     assert "is smaller than the logging interval Trainer(log_every_n_steps=50)" in text
 
 
+@pytest.mark.slow
 def test_the_console_names_the_settings_and_each_epoch(console):
     """The group choices first, then the values; data.cache_dir follows data.root, so it is not listed."""
     text, demo_root = console

@@ -63,8 +63,8 @@ def test_a_bad_checkpoint_is_reported(tmp_path):
         load_checkpoint(fake)
 
 
-@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
-@pytest.mark.parametrize("trained", ["demo_checkpoint", "timm_checkpoint"])
+@pytest.mark.parametrize("fmt", ["onnx", pytest.param("torchscript", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("trained", ["demo_checkpoint", pytest.param("timm_checkpoint", marks=pytest.mark.slow)])
 def test_export_matches_pytorch(trained, tmp_path, fmt, request):
     model = load_checkpoint(request.getfixturevalue(trained))
     path = export_model(model, fmt, tmp_path)

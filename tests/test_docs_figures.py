@@ -4,6 +4,7 @@ figures of docs/results.md."""
 import csv
 import importlib.util
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,15 +24,21 @@ make_figures = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(make_figures)
 
 
-@pytest.fixture
-def sweep(tmp_path):
-    """Two configurations with two seeds each, summarised as a finished multirun leaves it."""
-    folder = tmp_path / "sweep"
+@pytest.fixture(scope="module")
+def written_sweep(tmp_path_factory):
+    """Two configurations with two seeds each, summarised as a finished multirun leaves it; written once."""
+    folder = tmp_path_factory.mktemp("figures") / "sweep"
     for num, (config, seed, accuracy) in enumerate([("weak", 1, 0.5), ("weak", 2, 0.55), ("good", 1, 0.85),
                                                     ("good", 2, 0.8)]):
         fake_job(folder, num, [f"experiment={config}", f"seed={seed}"], predictions(accuracy, seed=num))
     write_summary(folder)
     return folder
+
+
+@pytest.fixture
+def sweep(written_sweep, tmp_path):
+    """A copy of the written sweep for each test."""
+    return shutil.copytree(written_sweep, tmp_path / "sweep")
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -91,6 +98,7 @@ def test_a_run_folder_is_one_row_and_columns_a_source_lacks_stay_empty(sweep, tm
     assert list(rows[0])[: len(CSV_COLUMNS)] == CSV_COLUMNS
 
 
+@pytest.mark.slow
 def test_the_command_line_and_its_errors(sweep, tmp_path):
     command = [sys.executable, str(DOCS / "make_figures.py")]
     done = subprocess.run([*command, str(sweep), "--out", str(tmp_path / "cli")], env=train_env(),

@@ -176,6 +176,7 @@ def read_predictions(path, classes) -> tuple[np.ndarray, np.ndarray]:
     return table[[f"prob_{cls}" for cls in classes]].to_numpy(), table["true"].map(classes.index).to_numpy()
 
 
+@pytest.mark.slow
 def test_real_isic2019_train_then_evaluate_agrees_with_isic_scoring(real_isic2019, tmp_path):
     """Trained in-test on the real sample's hold-out layout, evaluated there: the scoring package agrees."""
     run = tmp_path / "run"

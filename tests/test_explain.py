@@ -15,7 +15,7 @@ from torch import nn
 
 from skin_lightning.data.augment import to_model_input
 from skin_lightning.errors import UserError
-from skin_lightning.explain import explain
+from skin_lightning.explain import explain, overlay_grid
 from skin_lightning.model.cam import choose_layer, class_maps
 from skin_lightning.model.networks import torchvision_network
 
@@ -125,6 +125,7 @@ def test_a_named_layer_is_measured_and_a_bad_one_is_refused():
         choose_layer(resnet, 84, "fc")
 
 
+@pytest.mark.slow
 def test_gradcam_peaks_inside_an_off_centre_lesion(corner_maps):
     """Measured (one thread, Xeon with AVX-512, seeds as here): the peak is on the lesion for 32 of the 33
     correctly classified lesion images (0.97); the model's accuracy is 0.98. Untrained, the same
@@ -145,6 +146,7 @@ def test_gradcam_peaks_inside_an_off_centre_lesion(corner_maps):
     assert untrained < 0.4
 
 
+@pytest.mark.slow
 def test_gradcam_depends_on_the_weights(corner_maps):
     """Model randomisation (Adebayo et al. 2018): maps of the trained network and of the same network
     re-initialised must differ, so a map that only redraws the image (edges, dark spots) fails.
@@ -166,7 +168,10 @@ def test_gradcam_depends_on_the_weights(corner_maps):
     )
 
 
-@pytest.mark.parametrize("method", ["gradcam", "gradcam++", "layercam", "eigencam", "scorecam"])
+@pytest.mark.parametrize(
+    "method",
+    ["gradcam", *(pytest.param(m, marks=pytest.mark.slow) for m in ("gradcam++", "layercam", "eigencam", "scorecam"))],
+)
 def test_explain_names_method_layer_and_grid(demo_checkpoint, demo_root, tmp_path, caplog, method):
     images = ",".join(str(next((demo_root / "Test" / cls).iterdir())) for cls in ("MEL", "NV"))
     cfg = compose_config(
@@ -191,3 +196,9 @@ def test_explain_of_the_worst_takes_a_layer_and_refuses_bad_keys(demo_checkpoint
         explain(compose_config("explain", [*common, "method=gradcam3"]))
     with pytest.raises(UserError, match="layer=layer9 is not a layer"):
         explain(compose_config("explain", [*common, "layer=layer9"]))
+
+
+def test_two_images_make_a_figure_of_two_pairs():
+    images = np.zeros((2, 8, 8, 3), dtype=np.uint8)
+    figure = overlay_grid(images, images, ["a", "b"], ["c", "d"], "heading", (2, 2))
+    assert len(figure.axes) == 4 and figure.get_figwidth() == 8

@@ -59,6 +59,7 @@ def plain_and_fast(demo_root, tmp_path_factory):
         shutil.rmtree(run)
 
 
+@pytest.mark.slow
 def test_fast_path_takes_the_same_steps_as_lightnings_loop(plain_and_fast):
     plain, fast = (step_losses(plain_and_fast[name]) for name in ("plain", "fast"))
     assert len(plain) == len(fast) == 8
@@ -66,6 +67,7 @@ def test_fast_path_takes_the_same_steps_as_lightnings_loop(plain_and_fast):
     assert len(set(plain)) == 8  # the steps really differ from each other
 
 
+@pytest.mark.slow
 def test_fast_path_ends_with_the_same_weights_step_count_and_schedule(plain_and_fast):
     plain, fast = (read_checkpoint(plain_and_fast[name] / "checkpoints" / "last.ckpt") for name in ("plain", "fast"))
     assert fast["global_step"] == plain["global_step"] == 8
@@ -109,6 +111,7 @@ def test_device_batches_give_each_rank_an_equal_share_of_the_epoch():
     assert len(dropping) == 3 and all(len(batch[1]) == 3 for batch in dropping)
 
 
+@pytest.mark.slow
 def test_fast_path_stops_on_a_non_finite_loss_before_the_epochs_checkpoint(demo_root, tmp_path):
     cfg = compose_train(
         [

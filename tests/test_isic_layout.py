@@ -86,10 +86,10 @@ def test_missing_image_and_missing_column_are_named(tmp_path):
         read_isic2019_layout(tmp_path / "ISIC_2019_Training_Input")
 
 
-def datamodule(root: Path, seed: int = 0) -> SkinDataModule:
-    data = {"layout": "isic2019", "root": str(root), "test_fraction": 0.25, "val_fraction": 0.2, "fold": None,
-            "duplicates": "ignore"}
-    return SkinDataModule(data, None, None, seed)
+def datamodule(root: Path, split_seed: int = 0) -> SkinDataModule:
+    data = {"layout": "isic2019", "root": str(root), "test_fraction": 0.25, "test_per_class": None,
+            "split_seed": split_seed, "val_fraction": 0.2, "fold": None, "duplicates": "ignore"}
+    return SkinDataModule(data, None, None, seed=0)
 
 
 def test_official_test_split_is_used_when_present(tmp_path):
@@ -109,7 +109,7 @@ def test_hold_out_is_stratified_seeded_and_disjoint(tmp_path):
     names = [{p.name for p in split.paths} for split in splits.values()]
     assert sum(map(len, names)) == 64 and len(set.union(*names)) == 64
     assert splits["test"].paths == datamodule(root).read_splits()["test"].paths
-    assert splits["test"].paths != datamodule(root, seed=1).read_splits()["test"].paths
+    assert splits["test"].paths != datamodule(root, split_seed=1).read_splits()["test"].paths
 
 
 def test_real_sample(real_isic2019):

@@ -145,6 +145,7 @@ def test_deferred_resampling_shuffles_then_oversamples():
     assert list(EpochSampler(100, 3, None, defer_epochs=2)) == orders[0]
 
 
+@pytest.mark.slow
 def test_deferred_switch_happens_at_the_named_epoch_also_after_resume(demo_root, tmp_path):
     record = tmp_path / "weights.jsonl"
     run = [

@@ -45,6 +45,6 @@ def test_failed_download_says_how_to_go_on(monkeypatch):
     def offline(*args, **kwargs):
         raise urllib.error.URLError("no network")
 
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", offline)
     with pytest.raises(UserError, match=r"model\.weights=/path/to/resnet18-.*\.pth.*model\.weights=none"):
         torchvision_network("resnet18", 8, weights="imagenet")

@@ -4,6 +4,8 @@ Python, no list of names to update. The demo trains with them from the command l
 import json
 import textwrap
 
+import pytest
+
 from skin_lightning.model.checkpoints import read_checkpoint
 from skin_lightning.model.inference import load_checkpoint
 
@@ -25,6 +27,7 @@ weights: none
 """
 
 
+@pytest.mark.slow
 def test_a_loss_and_a_backbone_added_by_yaml_train_the_demo(demo_root, tmp_path):
     extra = tmp_path / "my_configs"
     for group, name, text in (("loss", "smooth_ce", LOSS), ("model", "tiny_convnext", BACKBONE)):
@@ -52,6 +55,7 @@ def test_a_loss_and_a_backbone_added_by_yaml_train_the_demo(demo_root, tmp_path)
     assert load_checkpoint(checkpoint).arch == "test_convnext"
 
 
+@pytest.mark.slow
 def test_a_misspelt_setting_in_a_users_file_is_named(demo_root, tmp_path):
     extra = tmp_path / "my_configs"
     (extra / "loss").mkdir(parents=True)
@@ -62,5 +66,5 @@ def test_a_misspelt_setting_in_a_users_file_is_named(demo_root, tmp_path):
         cwd=tmp_path,
     )
     assert result.returncode == 1
-    named = "loss.label_smothing is not a setting of torch.nn.CrossEntropyLoss (it takes weight"
+    named = "loss.label_smothing is not a setting of torch.nn.CrossEntropyLoss; did you mean label_smoothing?"
     assert named in result.stdout + result.stderr

@@ -7,10 +7,13 @@ import zipfile
 from email.parser import Parser
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = ("train", "evaluate", "predict", "explain", "export", "prepare", "summary", "audit")
 
 
+@pytest.mark.slow
 def test_the_wheel_holds_the_configs_and_runs_from_outside_the_checkout(tmp_path):
     built = subprocess.run(
         [

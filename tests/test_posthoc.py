@@ -20,11 +20,11 @@ CONF = Path(CONFIG_DIR)
 # the study's arms: sampler, loss and post-hoc adjustment of each
 ARMS = {
     "v4_oversample": ("oversample", "ce", None),
-    "v2_weighted": ("shuffle", "weighted_ce", None),
-    "focal": ("shuffle", "focal", None),
+    "v2_class_weights": ("shuffle", "weighted_ce", None),
+    "focal_loss": ("shuffle", "focal", None),
     "cb_focal": ("shuffle", "class_balanced", None),
-    "balanced_softmax": ("shuffle", "balanced_softmax", None),
-    "logit_adjusted": ("shuffle", "logit_adjusted", None),
+    "balanced_softmax_loss": ("shuffle", "balanced_softmax", None),
+    "logit_adjusted_loss": ("shuffle", "logit_adjusted", None),
     "ldam_drw": ("shuffle", "ldam", None),
     "posthoc_ce": ("shuffle", "ce", "auto"),
 }
@@ -52,6 +52,7 @@ def test_auto_picks_the_smallest_tau_that_balances_validation():
             resolve_tau(bad, [9, 1], lambda: (probs, labels))
 
 
+@pytest.mark.slow
 def test_training_tests_the_averaged_weights_and_evaluate_adjusts_the_same(demo_root, tmp_path):
     """The test report of a run with averaging=ema is what its checkpoint gives when evaluated on its own."""
     run = tmp_path / "run"
@@ -127,6 +128,7 @@ def test_the_study_sweeps_every_arm_against_v4():
     )
 
 
+@pytest.mark.slow
 def test_the_study_runs_as_one_multirun_compared_with_v4(demo_root, tmp_path):
     sweep = tmp_path / "sweep"
     overrides = [
@@ -136,7 +138,7 @@ def test_the_study_runs_as_one_multirun_compared_with_v4(demo_root, tmp_path):
         "model.arch=resnet18",
         "trainer.limit_test_batches=3",
         "logger=csv",
-        "study.defer_epochs=1",
+        "+study.defer_epochs=1",
         "hydra.sweeper.params.seed=1",
         'hydra.sweeper.params.imbalance="v4_oversample,ldam_drw"',
         f"hydra.sweep.dir={sweep}",

@@ -54,6 +54,7 @@ def uninterrupted(demo_root, tmp_path_factory):
     shutil.rmtree(run_dir)
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_metrics(uninterrupted, demo_root, tmp_path):
     run_dir, marker = tmp_path / "run", tmp_path / "paused"
     command = [
@@ -97,6 +98,7 @@ def test_killed_run_resumes_to_the_same_metrics(uninterrupted, demo_root, tmp_pa
     assert scores(run_dir) == scores(uninterrupted)
 
 
+@pytest.mark.slow
 def test_same_seed_and_config_twice_give_identical_metrics(uninterrupted, demo_root, tmp_path):
     """In this process, without deterministic=true: nothing else may decide the numbers."""
     cfg = compose_train([*TWO_EPOCHS, f"data.root={demo_root}", f"output_dir={tmp_path}"])
@@ -120,6 +122,7 @@ except UserError as error:
 """
 
 
+@pytest.mark.slow
 def test_a_failed_write_keeps_the_previous_checkpoint_and_says_why(tmp_path):
     path = tmp_path / "last.ckpt"
     result = subprocess.run(
@@ -134,6 +137,7 @@ def test_a_failed_write_keeps_the_previous_checkpoint_and_says_why(tmp_path):
     assert [entry.name for entry in tmp_path.iterdir()] == ["last.ckpt"]
 
 
+@pytest.mark.slow
 def test_a_checkpoint_from_before_the_long_tail_losses_resumes(demo_checkpoint, demo_root, tmp_path):
     # such checkpoints held weighted_ce's class weights (count^-1 from the training split) as a tensor, and
     # named their parts (model.arch, loss.name, optim.name) instead of giving each a _target_
@@ -172,6 +176,7 @@ def test_resuming_with_another_network_names_both(demo_checkpoint, demo_root, tm
     )
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_with_epoch_and_step_and_keeps_last_good_checkpoint(demo_root, tmp_path):
     # 32 px, not 16: at 16 px ResNet's last stage sees 1x1 maps, and CPU bf16 kernels then sometimes leave NaN in
     # 3x3 taps that only ever meet padding (finite loss, NaN weights), which this test would blame on the checkpoint

@@ -1,5 +1,6 @@
 import csv
 import json
+import shutil
 import subprocess
 import sys
 
@@ -7,6 +8,7 @@ import numpy as np
 import pytest
 import yaml
 
+from skin_lightning.results import figures
 from skin_lightning.results.reports import write_reports
 from skin_lightning.results.stats import holm, mean_sd
 from skin_lightning.results.sweep import configuration, run_name
@@ -51,18 +53,27 @@ def summary_rows(sweep) -> dict[str, dict]:
         return {row["job"]: row for row in csv.DictReader(handle)}
 
 
-@pytest.fixture
-def seeds_sweep(tmp_path):
-    """Two configurations, two seeds each; `good` is clearly better than `weak`."""
-    jobs = {}
+@pytest.fixture(scope="module")
+def written_sweep(tmp_path_factory):
+    """Two configurations, two seeds each; `good` is clearly better than `weak`. Written once: the reports are
+    the slow part."""
+    folder, jobs = tmp_path_factory.mktemp("seeds_sweep"), {}
     for num, (config, seed, accuracy) in enumerate(
         [("weak", 1, 0.5), ("weak", 2, 0.55), ("good", 1, 0.85), ("good", 2, 0.8)]
     ):
         # the second seed's predictions are written in another image order: pairing must go by path
         order = np.random.default_rng(num).permutation(LABELS.size) if seed == 2 else None
         jobs[config, seed] = fake_job(
-            tmp_path, num, [f"experiment={config}", f"seed={seed}"], predictions(accuracy, seed=num), order=order
+            folder, num, [f"experiment={config}", f"seed={seed}"], predictions(accuracy, seed=num), order=order
         )
+    return folder, jobs
+
+
+@pytest.fixture
+def seeds_sweep(written_sweep, tmp_path):
+    """A copy of the written sweep for each test, which writes its own summary into it."""
+    folder, jobs = written_sweep
+    shutil.copytree(folder, tmp_path, dirs_exist_ok=True)
     return tmp_path, jobs
 
 
@@ -133,6 +144,7 @@ def test_a_named_reference_flips_the_comparison(seeds_sweep):
     assert summary_rows(sweep)[jobs["weak", 2]]["reference"] == jobs["good", 2]
 
 
+@pytest.mark.slow
 def test_an_unknown_reference_is_named_and_nothing_is_compared(seeds_sweep):
     sweep, _ = seeds_sweep
     write_summary(sweep, reference="v9")
@@ -151,6 +163,20 @@ def test_an_unknown_reference_is_named_and_nothing_is_compared(seeds_sweep):
     assert "summary.reference=v9 matches no configuration" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_the_figure_has_no_empty_difference_panel_and_names_each_recall_row_by_its_seed(seeds_sweep, monkeypatch):
+    sweep, _ = seeds_sweep
+    drawn = []
+    monkeypatch.setattr(figures.plt, "close", drawn.append)
+    write_summary(sweep)  # compared with the first configuration
+    write_summary(sweep, reference="v9")  # nothing compared
+    compared, alone = ([axis.get_title() for axis in figure.axes] for figure in drawn)
+    assert any(title.startswith("Δ balanced accuracy") for title in compared)
+    assert not any(title.startswith("Δ balanced accuracy") for title in alone)
+    heat = drawn[1].axes[-2]  # the recall heatmap, before its colour bar
+    rows = [label.get_text() for label in heat.get_yticklabels()]
+    assert rows == ["0: seed=1", "1: seed=2", "2: seed=1", "3: seed=2"]
+
+
 def test_jobs_tested_on_other_images_are_not_compared(tmp_path):
     first = fake_job(tmp_path, 0, ["experiment=a"], predictions(0.6, 0))
     other = fake_job(tmp_path, 1, ["experiment=b"], predictions(0.6, 1), order=np.arange(LABELS.size - 10))
@@ -159,6 +185,7 @@ def test_jobs_tested_on_other_images_are_not_compared(tmp_path):
     assert f"{other}: tested on other images than {first}, so not compared" in (tmp_path / "summary.md").read_text()
 
 
+@pytest.mark.slow
 def test_fold_models_are_averaged_into_an_ensemble_with_its_own_report(tmp_path):
     fold_probs = [predictions(0.6, seed) for seed in range(3)]
     validation = [

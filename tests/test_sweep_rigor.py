@@ -1,9 +1,12 @@
 import csv
 import json
 
+import pytest
+
 from conftest import FAST, run_train
 
 
+@pytest.mark.slow
 def test_two_seeds_of_two_configurations_give_a_grouped_summary_with_comparisons(demo_root, tmp_path):
     sweep = tmp_path / "sweep"
     overrides = [

@@ -53,6 +53,7 @@ def steps(accumulator: EventAccumulator, tag: str) -> list[int]:
     return [event.step for event in accumulator.Scalars(tag)]
 
 
+@pytest.mark.slow
 def test_a_finished_run_shows_every_epoch_and_the_test_scores(tmp_path, demo_root):
     summary = train(compose_train([*TWO_EPOCHS, f"data.root={demo_root}", f"output_dir={tmp_path}"]))
     accumulator = events(tmp_path)
@@ -98,6 +99,7 @@ def test_a_finished_run_shows_every_epoch_and_the_test_scores(tmp_path, demo_roo
     assert charts["loss"] == ["^train/loss$", "^val/loss$"] and {"train/loss", "val/loss"} <= set(tags)
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_already_has_its_hparams_and_validation_scores(tmp_path, demo_root):
     """The run dies in its second epoch: the HParams tab still lists it with the first epoch's scores."""
     overrides = [
@@ -121,6 +123,7 @@ def test_an_interrupted_run_already_has_its_hparams_and_validation_scores(tmp_pa
     assert not (tmp_path / "metrics.json").exists()
 
 
+@pytest.mark.slow
 def test_the_hparams_tab_names_the_recipe_and_ticks_what_a_user_compares(tmp_path, demo_root):
     """From the command line, as a user runs it: the experiment and the presets are recorded by name."""
     overrides = [*FAST, "experiment=demo", "loss=focal", f"data.root={demo_root}", f"hydra.run.dir={tmp_path}"]

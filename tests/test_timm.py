@@ -48,6 +48,7 @@ def test_a_bad_name_and_a_failed_download_are_explained(monkeypatch):
         timm_network("resnet18", 3, weights="imagenet")
 
 
+@pytest.mark.slow
 def test_the_checkpoint_rebuilds_the_timm_network_from_plain_data(timm_checkpoint, demo_root, tmp_path):
     hparams = read_checkpoint(timm_checkpoint)["hyper_parameters"]  # torch.load(weights_only=True)
     assert hparams["model"]["_target_"] == "skin_lightning.model.timm_network.timm_network"
@@ -59,6 +60,7 @@ def test_the_checkpoint_rebuilds_the_timm_network_from_plain_data(timm_checkpoin
     assert 0 <= summary["balanced_accuracy"] <= 1
 
 
+@pytest.mark.slow
 def test_explain_reads_a_timm_feature_stage_with_a_6x6_grid(timm_checkpoint, demo_root, tmp_path):
     assert choose_layer(timm_network("efficientnet_b0", 8), 84) == ("blocks.4", (6, 6))
     assert choose_layer(timm_network("convnext_atto", 8), 84) == ("stages.1", (10, 10))

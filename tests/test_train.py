@@ -29,6 +29,7 @@ def run_train(tmp_path, demo_root, *overrides):
     return train(cfg)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("experiment", ["v1_baseline", "v2_weighted", "v3_heavy", "v4_selective", "demo"])
 def test_experiment_writes_every_report(tmp_path, demo_root, experiment):
     summary = run_train(tmp_path, demo_root, f"experiment={experiment}")
@@ -53,6 +54,7 @@ def test_experiment_writes_every_report(tmp_path, demo_root, experiment):
     assert "macro avg" in report and "weighted avg" in report and all(f"| {c} |" in report for c in classes)
 
 
+@pytest.mark.slow
 def test_run_without_validation_tests_the_last_weights(tmp_path, demo_root):
     run_train(tmp_path, demo_root, "experiment=demo", "trainer.limit_val_batches=0")
     metrics = json.loads((tmp_path / "metrics.json").read_text())
@@ -60,6 +62,7 @@ def test_run_without_validation_tests_the_last_weights(tmp_path, demo_root):
     assert (tmp_path / "checkpoints" / "last.ckpt").exists()
 
 
+@pytest.mark.slow
 def test_run_without_validation_or_our_checkpoint_callback_finishes(tmp_path, demo_root):
     """Lightning's own checkpoint callback then keeps the last epoch: it is tested, with no validation scores."""
     run_train(tmp_path, demo_root, "experiment=demo", "trainer.limit_val_batches=0", "~callbacks.checkpoint")
@@ -67,6 +70,7 @@ def test_run_without_validation_or_our_checkpoint_callback_finishes(tmp_path, de
     assert metrics["checkpoint"].endswith(".ckpt") and "validation" not in metrics
 
 
+@pytest.mark.slow
 def test_multirun_summary_reports_completed_and_failed_jobs(tmp_path, demo_root):
     sweep = tmp_path / "sweep"
     result = train_in_new_process(
@@ -87,6 +91,7 @@ def test_multirun_summary_reports_completed_and_failed_jobs(tmp_path, demo_root)
     assert "data.batch_size=0" in (sweep / "summary.md").read_text()
 
 
+@pytest.mark.slow
 def test_user_error_ends_in_one_message(tmp_path):
     overrides = [f"data.root={tmp_path / 'nowhere'}", f"hydra.run.dir={tmp_path / 'run'}"]
     result = train_in_new_process(overrides, cwd=tmp_path, timeout=600)

@@ -20,7 +20,7 @@ from skin_lightning.data.demo import make_demo_dataset
 from skin_lightning.data.images import decode_image, decode_into, default_workers, report_bad_images, shared_store
 from skin_lightning.data.layouts import Layout, Samples, read_folder_layout, read_isic2019_layout
 from skin_lightning.data.sampling import DeviceBatches, EpochSampler
-from skin_lightning.data.split import fold_split, stratified_split, write_split_csv
+from skin_lightning.data.split import carve_test_split, fold_split, stratified_split, write_split_csv
 from skin_lightning.errors import UserError
 from skin_lightning.parts import build
 
@@ -72,16 +72,14 @@ class SkinDataModule(L.LightningDataModule):
         sampler: Mapping | None,
         seed: int,
         output_dir: str | None = None,
-        test_optional: bool = False,
     ):
-        """`augment` and `sampler` may be None where only the splits are read (evaluation); `test_optional` lets
-        a class-folder root without Test/ through (the audit reads Train alone)."""
+        """`augment` and `sampler` may be None where only the splits are read (evaluation). `seed` seeds training
+        (sampling, augmentation); the splits are drawn with data.split_seed."""
         super().__init__()
         self.cfg = dict(data)
         self.sampler_cfg = dict(sampler or {})
         self.seed = seed
         self.output_dir = Path(output_dir) if output_dir else None
-        self.test_optional = test_optional
         self.augmentation = build_augmentation(augment) if augment else None
         self.root = Path(self.cfg["root"])
         self.classes: list[str] = []
@@ -99,7 +97,7 @@ class SkinDataModule(L.LightningDataModule):
     def read_layout(self) -> Layout:
         if self._layout is None:
             if self.cfg["layout"] in ("folder", "demo"):
-                self._layout = read_folder_layout(self.root, self.test_optional)
+                self._layout = read_folder_layout(self.root)
             elif self.cfg["layout"] == "isic2019":
                 self._layout = read_isic2019_layout(self.root)
             else:
@@ -156,26 +154,24 @@ class SkinDataModule(L.LightningDataModule):
         return train
 
     def read_splits(self) -> dict[str, Samples]:
-        """Train, val and test samples; evaluation reads the test split from here alone."""
+        """Train, val and test samples, drawn with data.split_seed; evaluation reads the test split from here alone."""
         layout = self.read_layout()
         self.classes = layout.classes
         train, test = layout.train, layout.test
+        seed, per_class = self.cfg["split_seed"], self.cfg["test_per_class"]
         if test is None:
-            kept, held = stratified_split(train.labels, self.cfg["test_fraction"], self.seed, self._groups(train))
+            fraction = self.cfg["test_fraction"]
+            kept, held = carve_test_split(train.labels, self.classes, fraction, per_class, seed, self._groups(train))
             train, test = train.subset(kept), train.subset(held)
-            log.info(
-                "held out %d images as the test split (data.test_fraction=%s, seed %d)",
-                len(test),
-                self.cfg["test_fraction"],
-                self.seed,
-            )
+            how = f"data.test_per_class={per_class}" if per_class is not None else f"data.test_fraction={fraction}"
+            log.info("held out %d images of Train as the test split (%s, data.split_seed=%d)", len(test), how, seed)
         if self.cfg["duplicates"] == "group":
             train = self._drop_conflicts(train)
         groups = self._groups(train)
         if self.cfg["fold"] is None:
-            kept, held = stratified_split(train.labels, self.cfg["val_fraction"], self.seed, groups)
+            kept, held = stratified_split(train.labels, self.cfg["val_fraction"], seed, groups)
         else:
-            kept, held = fold_split(train.labels, self.cfg["folds"], self.cfg["fold"], self.seed, groups)
+            kept, held = fold_split(train.labels, self.cfg["folds"], self.cfg["fold"], seed, groups)
         return {"train": train.subset(kept), "val": train.subset(held), "test": test}
 
     def test_twins(self) -> tuple[list[str], int]:
@@ -194,9 +190,10 @@ class SkinDataModule(L.LightningDataModule):
             return
         samples = self._decode(self.read_splits())
         if self.output_dir is not None and rank_zero_only.rank == 0:
-            write_split_csv(self.output_dir / "split.csv", samples, self.classes)
+            seed = self.cfg["split_seed"]
+            write_split_csv(self.output_dir / "split.csv", samples, self.classes, seed)
             if len(self.dropped):
-                write_split_csv(self.output_dir / "label_conflicts.csv", {"left out": self.dropped}, self.classes)
+                write_split_csv(self.output_dir / "label_conflicts.csv", {"left out": self.dropped}, self.classes, seed)
         counts = {name: len(split) for name, split in samples.items()}
         log.info("classes %s; images %s", ", ".join(self.classes), counts)
 

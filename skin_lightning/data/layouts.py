@@ -43,7 +43,10 @@ def _visible(entries):
 
 def _class_folders(split_dir: Path) -> dict[str, list[Path]]:
     if not split_dir.is_dir():
-        raise UserError(f"{split_dir} does not exist: data.root must hold Train/<CLASS>/*.jpg and Test/<CLASS>/*.jpg")
+        raise UserError(
+            f"{split_dir} does not exist: data.root must hold Train/<CLASS>/*.jpg (and Test/<CLASS>/*.jpg, or a "
+            "test split is held out of Train)"
+        )
     folders: dict[str, list[Path]] = {}
     ignored: list[Path] = []
     for entry in _visible(split_dir.iterdir()):
@@ -82,17 +85,24 @@ def _to_samples(folders: dict[str, list[Path]], classes: list[str]) -> Samples:
     return Samples(paths, labels)
 
 
-def read_folder_layout(root: Path, test_optional: bool = False) -> Layout:
-    """ROOT/Train/<CLASS>/* and ROOT/Test/<CLASS>/*, the layout of the ISIC84by84 course data.
-
-    `test_optional`: a root without Test/ gives a layout without a test split (the audit reads Train alone).
-    """
+def existing_root(root) -> Path:
+    """data.root as a Path, or the error that names it: checked before any slow work (a weights download)."""
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"data.root={root} does not exist or is not a folder")
+    return root
+
+
+def read_folder_layout(root: Path) -> Layout:
+    """ROOT/Train/<CLASS>/* and ROOT/Test/<CLASS>/*, the layout of the ISIC84by84 course data.
+
+    A root without Test/ (the usual shape of a user's own data) gives a layout without a test split: training
+    holds one out of Train (data.test_fraction or data.test_per_class), the audit reads Train alone.
+    """
+    root = existing_root(root)
     train = _class_folders(root / "Train")
-    if test_optional and not (root / "Test").exists():
-        log.info("%s has no Test folder: Train alone", root)
+    if not (root / "Test").exists():
+        log.info("%s has no Test folder: a test split is held out of Train", root)
         classes = sorted(train)
         return Layout(classes, _to_samples(train, classes), None)
     test = _class_folders(root / "Test")
@@ -182,9 +192,7 @@ def read_isic2019_layout(root: Path) -> Layout:
     Classes are the table's columns minus UNK, sorted like folder names, so a model trained on
     this layout and one trained on ISIC84by84 folders have the same class order.
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise UserError(f"data.root={root} does not exist or is not a folder")
+    root = existing_root(root)
     classes = sorted(name for name in ISIC_LABELS if name != ISIC_UNKNOWN)
     folder, table = ISIC_SPLITS["train"]
     if not (root / table).is_file():

@@ -1,4 +1,5 @@
-"""The validation split held out from Train, so the model is chosen without looking at Test.
+"""The splits held out from Train: validation, so the model is chosen without looking at Test, and a test split
+where the data has none of its own. Both are drawn with data.split_seed, so the training seed moves neither.
 
 With `groups` (one id per image; images of one cluster of copies share it) every split moves whole groups,
 so no copy of a training image is held out; without copies each image is its own group and the split is
@@ -37,6 +38,16 @@ def stratified_split(labels, fraction: float, seed: int, groups=None) -> tuple[n
 
     Whole groups move: a class's groups are shuffled and held out until the class's share is reached.
     """
+
+    def share(label: int, total: int) -> int:
+        count = int(round(fraction * total))
+        return min(max(count, 1), total - 1) if fraction > 0 and total >= 2 else count
+
+    return _hold_out(labels, share, seed, groups)
+
+
+def _hold_out(labels, count_of, seed: int, groups) -> tuple[np.ndarray, np.ndarray]:
+    """Hold out `count_of(label, images of the label)` images of every class, moving whole groups."""
     labels = np.asarray(labels)
     _, members, unit_labels = _group_units(labels, groups)
     rng = np.random.default_rng(seed)
@@ -45,9 +56,7 @@ def stratified_split(labels, fraction: float, seed: int, groups=None) -> tuple[n
         units = rng.permutation(np.flatnonzero(unit_labels == label))
         sizes = np.array([len(members[u]) for u in units])
         total = int(sizes.sum())
-        count = int(round(fraction * total))
-        if fraction > 0 and total >= 2:
-            count = min(max(count, 1), total - 1)
+        count = count_of(int(label), total)
         taken = int(np.searchsorted(np.cumsum(sizes), count)) + 1 if count else 0
         if len(units) >= 2:  # a class never goes wholly to one side while it has two groups
             taken = min(taken, len(units) - 1)
@@ -57,6 +66,28 @@ def stratified_split(labels, fraction: float, seed: int, groups=None) -> tuple[n
     held = np.sort(np.concatenate(held_out)) if held_out else np.array([], dtype=int)
     kept = np.setdiff1d(np.arange(len(labels)), held)
     return kept, held
+
+
+def carve_test_split(
+    labels, classes: list[str], fraction: float, per_class: int | None, seed: int, groups=None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The test split of data without one of its own: `per_class` images of every class (a balanced test split,
+    like the course's 100 a class; whole groups of copies move, so a class may get a few more), else `fraction`.
+
+    A class with no more than `per_class` images cannot give them and keep any to train on: that is an error
+    naming the class, not a quietly unbalanced test split.
+    """
+    if per_class is None:
+        return stratified_split(labels, fraction, seed, groups)
+    counts = np.bincount(np.asarray(labels), minlength=len(classes))
+    short = [f"{classes[k]} ({n})" for k, n in enumerate(counts) if n <= per_class]
+    if short:
+        raise UserError(
+            f"data.test_per_class={per_class} needs more than {per_class} training images of every class, and "
+            f"{', '.join(short)} has fewer: lower data.test_per_class or set data.test_fraction with "
+            "data.test_per_class=null"
+        )
+    return _hold_out(labels, lambda label, total: per_class, seed, groups)
 
 
 def stratified_folds(labels, n_folds: int, seed: int, groups=None) -> list[np.ndarray]:
@@ -97,11 +128,12 @@ def fold_split(labels: list[int], folds: int, fold: int, seed: int, groups=None)
     return np.setdiff1d(np.arange(len(labels)), held), held
 
 
-def write_split_csv(path: Path, splits: dict[str, Samples], classes: list[str]) -> None:
-    """One row per image and the split it went to, so a run's data can be audited and reused."""
+def write_split_csv(path: Path, splits: dict[str, Samples], classes: list[str], split_seed: int) -> None:
+    """One row per image and the split it went to, with the data.split_seed that drew it, so a run's data can be
+    audited and reused."""
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["path", "label", "split"])
+        writer.writerow(["path", "label", "split", "split_seed"])
         for split, samples in splits.items():
             for image, label in zip(samples.paths, samples.labels):
-                writer.writerow([str(image), classes[label], split])
+                writer.writerow([str(image), classes[label], split, split_seed])

@@ -10,7 +10,7 @@ from typing import TypeVar
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import EMAWeightAveraging
+from lightning.pytorch.callbacks import EMAWeightAveraging, RichProgressBar, TQDMProgressBar
 from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch.utils.tensorboard import SummaryWriter
 
@@ -29,6 +29,26 @@ def counted_step(optimizer: LightningOptimizer, step: Callable[[], Result]) -> R
 def logged_step(trainer: L.Trainer) -> int:
     """The step Lightning gives this epoch's scalars (validation runs before the last batch's step is counted)."""
     return trainer.fit_loop.epoch_loop._batches_that_stepped
+
+
+def count_epochs_from_one(bar) -> None:
+    """Lightning's progress bars number epochs from 0 (Rich's "Epoch 3/3" for the last of four), the run's log
+    from 1 ("epoch 4/4"): the bar's private description, or its epoch hook, made to count as the log does."""
+
+    def described(trainer: L.Trainer, epoch: int) -> str:
+        known = trainer.max_epochs is not None and trainer.max_epochs > 0
+        return f"Epoch {epoch + 1}" + (f"/{trainer.max_epochs}" if known else "")
+
+    if isinstance(bar, RichProgressBar):
+        bar._get_train_description = lambda epoch: f"{described(bar.trainer, epoch):{len(bar.validation_description)}}"
+    elif isinstance(bar, TQDMProgressBar):
+        started = bar.on_train_epoch_start
+
+        def on_train_epoch_start(trainer: L.Trainer, *args) -> None:
+            started(trainer, *args)
+            bar.train_progress_bar.set_description(described(trainer, trainer.current_epoch))
+
+        bar.on_train_epoch_start = on_train_epoch_start
 
 
 def drop_average(ema: EMAWeightAveraging) -> None:

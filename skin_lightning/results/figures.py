@@ -48,14 +48,35 @@ def reliability_figure(calibration: dict) -> plt.Figure:
     return figure
 
 
+def _differences(axis, done: list, reference: str) -> None:
+    """Each job's Δ balanced accuracy from the reference run of its seed, significant ones in red."""
+    for i, row in enumerate(done):
+        found = row.comparison
+        if found is not None:
+            colour = "tab:red" if found.significant else "tab:gray"
+            error = [[max(0.0, found.diff - found.diff_low)], [max(0.0, found.diff_high - found.diff)]]
+            axis.errorbar(found.diff, i, xerr=error, fmt="o", color=colour, capsize=3)
+            if found.significant:
+                axis.annotate("*", (found.diff_high, i), xytext=(4, -4), textcoords="offset points", color=colour)
+        elif row.is_reference:
+            axis.plot(0, i, "D", color="black")
+    axis.axvline(0, color="black", linewidth=0.8)
+    axis.set_yticks(np.arange(len(done)), [""] * len(done))
+    axis.set_ylim(len(done) - 0.5, -0.5)
+    axis.set_title(f"Δ balanced accuracy vs {reference}\n(red *: significant after Holm)", fontsize=9)
+
+
 def sweep_figure(path: Path, done: list, classes: list[str], scores: tuple[str, ...], reference: str) -> None:
     """A sweep's completed jobs (`sweep.JobRow`): scores with their intervals, Δ from the reference
-    (significant ones in red), and each class's recall."""
+    (significant ones in red; no panel when nothing is compared), and each class's recall."""
     names = [f"{row.number}: {' '.join(filter(None, (row.configuration, row.replicate))) or row.job}" for row in done]
-    figure, (left, middle, heat) = plt.subplots(
-        1, 3, figsize=(10 + 0.8 * len(classes), 1.8 + 0.5 * max(1, len(done))),
-        gridspec_kw={"width_ratios": [1.2, 1, 0.15 * max(4, len(classes))]},
+    compared = any(row.comparison is not None or row.is_reference for row in done)
+    widths = [1.2, 1, 0.15 * max(4, len(classes))] if compared else [1.2, 0.15 * max(4, len(classes))]
+    figure, axes = plt.subplots(
+        1, len(widths), figsize=(10 + 0.8 * len(classes) - (0 if compared else 3), 1.8 + 0.5 * max(1, len(done))),
+        gridspec_kw={"width_ratios": widths},
     )
+    left, heat = axes[0], axes[-1]
     positions = np.arange(len(done))
     offset = 0.8 / len(scores)
     for k, name in enumerate(scores):
@@ -68,26 +89,13 @@ def sweep_figure(path: Path, done: list, classes: list[str], scores: tuple[str, 
     left.set_xlim(0, 1)
     left.legend(fontsize=7, loc="best")
     left.set_title("test scores, 95% intervals")
-
-    for i, row in enumerate(done):
-        found = row.comparison
-        if found is not None:
-            colour = "tab:red" if found.significant else "tab:gray"
-            error = [[max(0.0, found.diff - found.diff_low)], [max(0.0, found.diff_high - found.diff)]]
-            middle.errorbar(found.diff, i, xerr=error, fmt="o", color=colour, capsize=3)
-            if found.significant:
-                middle.annotate("*", (found.diff_high, i), xytext=(4, -4), textcoords="offset points", color=colour)
-        elif row.is_reference:
-            middle.plot(0, i, "D", color="black")
-    middle.axvline(0, color="black", linewidth=0.8)
-    middle.set_yticks(positions, [""] * len(done))
-    middle.set_ylim(len(done) - 0.5, -0.5)
-    middle.set_title(f"Δ balanced accuracy vs {reference}\n(red *: significant after Holm)", fontsize=9)
+    if compared:
+        _differences(axes[1], done, reference)
 
     recalls = np.array([[row.scores[f"recall/{c}"] for c in classes] for row in done]).reshape(len(done), len(classes))
     image = heat.imshow(recalls, cmap="viridis", vmin=0, vmax=1, aspect="auto")
     heat.set_xticks(range(len(classes)), classes, rotation=45)
-    heat.set_yticks(positions, [row.number for row in done])
+    heat.set_yticks(positions, [f"{row.number}: {row.replicate}" if row.replicate else row.number for row in done])
     for (i, j), value in np.ndenumerate(recalls):
         heat.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7, color="white" if value < 0.5 else "black")
     heat.set_title("recall per class")
