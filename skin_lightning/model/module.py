@@ -40,9 +40,9 @@ class SkinClassifier(L.LightningModule):
         self.save_hyperparameters()
         self.classes = list(classes)
         self.net = make_network(model, len(classes))
-        if model.get("channels_last", False):
+        if model["channels_last"]:
             self.net = self.net.to(memory_format=torch.channels_last)
-        if model.get("compile", False):
+        if model["compile"]:
             # in place, so state_dict keys (and checkpoints) stay those of the plain network; static shapes,
             # so the last, smaller batch adds one graph instead of making every graph shape-generic
             self.net.compile(dynamic=False)
