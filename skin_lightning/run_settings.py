@@ -2,7 +2,7 @@
 
 Ticked first are the settings the sweep varies (Hydra's sweep overrides, from the command line or the
 sweeper's params), then the ones this run sets against the defaults; the tab ticks five columns. The trial
-name is what the sweep varies, or what the run overrides, then when it started: short, and unique.
+name is what the sweep varies (or what the command line sets), then when it started: short, and unique.
 """
 
 import re
@@ -54,6 +54,12 @@ def swept_keys() -> list[str]:
     return list(dict.fromkeys(keys))
 
 
+def _short(key: str, value: str | float, choices: dict) -> str:
+    """A group's choice by its name alone (v1_baseline), a value by its last key (seed=1, lr=0.01): the tab shows
+    the first dozen characters of a trial's name."""
+    return str(value) if key in choices else f"{key.rsplit('.', 1)[-1]}={value}"
+
+
 def _command_line() -> list[str]:
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
@@ -91,9 +97,11 @@ def compared_settings(cfg: DictConfig, differing: list[str]) -> RunSettings:
         if _column(key) not in settings:
             settings[_column(key)] = _value(cfg, key, choices)
     ticked = list(dict.fromkeys(_column(key) for key in [*swept, *changed, *CHOICES]))[:TICKED_COLUMNS]
-    named = [f"{key}={_value(cfg, key, choices)}" for key in swept] or [
-        item for item in _command_line() if _key(item) not in NOT_SETTINGS
+    named = swept or [
+        key for key in map(_key, _command_line()) if key not in NOT_SETTINGS and not key.startswith("hydra.")
     ]
     started = _started(str(cfg.output_dir))
-    trial = " ".join(named) or "defaults"
+    written = dict(item.lstrip("+~").split("=", 1) for item in _command_line() if "=" in item)  # null, not None
+    trial = " ".join(_short(key, written.get(key) or _value(cfg, key, choices), choices) for key in named)
+    trial = trial or "defaults"
     return RunSettings(settings, tuple(ticked), f"{trial} ({started})" if started else trial)

@@ -54,9 +54,14 @@ def check_job(run, row: dict) -> None:
         assert test.value == np.float32(metrics[name]), (job, name)
         assert val.value == np.float32(metrics["validation"][name]), (job, name)
     # HParams: its test and validation columns are those scalars (the tab shows a metric's latest value)
-    content = events.PluginTagToContent("hparams")["_hparams_/experiment"]
-    columns = [m.name.tag for m in plugin_data_pb2.HParamsPluginData.FromString(content).experiment.metric_infos]
+    hparams = events.PluginTagToContent("hparams")
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(hparams["_hparams_/experiment"]).experiment
+    columns = [metric.name.tag for metric in experiment.metric_infos]
     assert columns[:2] == ["test/balanced_accuracy", "val_tested/balanced_accuracy"]
+    # the swept settings are ticked, and name the trial
+    assert {info.name for info in experiment.hparam_infos if info.differs} >= {"tta", "logit_adjustment"}
+    start = plugin_data_pb2.HParamsPluginData.FromString(hparams["_hparams_/session_start_info"]).session_start_info
+    assert start.group_name == job
     # the test confusion figure: drawn from metrics.json's matrix
     (image,) = events.Images("test/confusion_matrix")
     drawn = np.asarray(Image.open(io.BytesIO(image.encoded_image_string)).convert("RGB"))
