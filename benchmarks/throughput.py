@@ -166,7 +166,6 @@ def project_training(
             "trainer.max_epochs=1",
             f"trainer.limit_train_batches={warmup + batches}",
             "trainer.limit_val_batches=0",
-            "trainer.limit_test_batches=1",
             "trainer.num_sanity_val_steps=0",
             "trainer.enable_progress_bar=false",
             "~callbacks.checkpoint",

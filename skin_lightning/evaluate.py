@@ -8,17 +8,21 @@ import logging
 from pathlib import Path
 
 import hydra
-import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from skin_lightning.cli import CONFIG_DIR, reported
 from skin_lightning.data.datamodule import SkinDataModule
 from skin_lightning.data.images import decode_all, report_bad_images
 from skin_lightning.errors import UserError
-from skin_lightning.model.inference import check_tta, load_checkpoint, resolve_device, to_checkpoint_labels
+from skin_lightning.model.inference import (
+    array_batches,
+    check_tta,
+    load_checkpoint,
+    resolve_device,
+    to_checkpoint_labels,
+)
+from skin_lightning.results.evaluation import Split, evaluate_tested
 from skin_lightning.results.logit_adjustment import check_logit_adjustment
-from skin_lightning.results.posthoc import posthoc_test_probs
-from skin_lightning.results.reports import write_reports
 
 log = logging.getLogger(__name__)
 
@@ -41,34 +45,40 @@ def evaluate(cfg: DictConfig) -> dict:
         raise UserError(
             f"ckpt_path={cfg.ckpt_path} does not record its training class counts, which logit_adjustment needs"
         )
-    kept_paths: dict[str, list] = {}
 
-    def images_of(split: str) -> tuple[np.ndarray, np.ndarray]:
-        samples = splits[split]
+    def split(name: str) -> Split:
+        samples = splits[name]
         labels = to_checkpoint_labels(samples, datamodule.classes, model.classes, f"data.root={cfg.data.root}")
-        images, good, bad = decode_all(samples.paths, model.image_size, desc=f"decoding {split}")
-        listing = "bad_images.tsv" if split == "test" else f"bad_images_{split}.tsv"
+        images, good, bad = decode_all(samples.paths, model.image_size, desc=f"decoding {name}")
+        listing = "bad_images.tsv" if name == "test" else f"bad_images_{name}.tsv"
         report_bad_images(bad, cfg.data.on_bad_image, output_dir / listing)
-        kept_paths[split] = [path for path, keep in zip(samples.paths, good) if keep]
-        return images, labels[good]
+        paths = [path for path, keep in zip(samples.paths, good) if keep]
+        return Split(lambda: array_batches(images, cfg.data.batch_size), labels[good], paths)
 
-    probs, labels, notes = posthoc_test_probs(
-        model, images_of, cfg.tta, cfg.logit_adjustment, cfg.data.batch_size, device
+    test = split("test")
+    summary = evaluate_tested(
+        model,
+        test,
+        # the validation split of data.root, by data.val_fraction and seed, for logit_adjustment=auto's tau alone:
+        # it is the checkpoint's own validation split only if it was trained on this data with this seed
+        split("val") if cfg.logit_adjustment == "auto" else None,
+        tta=cfg.tta,
+        logit_adjustment=cfg.logit_adjustment,
+        device=device,
+        output_dir=output_dir,
+        extra={
+            "checkpoint": str(cfg.ckpt_path),
+            "data": f"{cfg.data.layout} {cfg.data.root}",
+            "image_size": model.image_size,
+        },
+        bins=cfg.calibration_bins,
     )
-    paths = kept_paths["test"]
-    extra = {
-        "checkpoint": str(cfg.ckpt_path),
-        "data": f"{cfg.data.layout} {cfg.data.root}",
-        "image_size": model.image_size,
-        **notes,
-    }
-    summary = write_reports(output_dir, probs, labels, paths, model.classes, extra, cfg.calibration_bins)
     log.info(
         "balanced accuracy %.4f, accuracy %.4f, ECE %.4f on %d images; reports in %s",
         summary["balanced_accuracy"],
         summary["accuracy"],
         summary["calibration"]["ece"],
-        len(paths),
+        len(test.paths),
         output_dir,
     )
     return summary

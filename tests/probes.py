@@ -58,8 +58,7 @@ class RecordRank(L.Callback):
     def on_validation_end(self, trainer, pl_module):
         self.metrics.update({name: float(value) for name, value in trainer.callback_metrics.items()})
 
-    def on_test_end(self, trainer, pl_module):
-        self.metrics.update({name: float(value) for name, value in trainer.callback_metrics.items()})
+    def on_fit_end(self, trainer, pl_module):
         record = {
             "rank": trainer.global_rank,
             "world_size": trainer.world_size,

@@ -29,7 +29,6 @@ TWO_EPOCHS = [
     "data.batch_size=4",
     "trainer.max_epochs=2",
     "trainer.limit_train_batches=4",
-    "trainer.limit_test_batches=2",
     "trainer.precision=32-true",
     "seed=3",
     "logger=csv",

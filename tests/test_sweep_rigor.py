@@ -17,7 +17,6 @@ def test_two_seeds_of_two_configurations_give_a_grouped_summary_with_comparisons
         "seed=1,2",
         *FAST,
         "augment=none",
-        "trainer.limit_test_batches=5",
         f"hydra.sweep.dir={sweep}",
     ]
     result = run_train(overrides, cwd=tmp_path, timeout=900)

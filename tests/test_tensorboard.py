@@ -1,8 +1,7 @@
-"""TensorBoard from the first epoch: HParams with the settings a user compares and per-epoch metrics, Custom
-Scalars with one run per class, train/lr, and confusion images at the steps of the scalars they belong to."""
+"""TensorBoard from the first epoch: one TensorBoard run per training run, HParams with the settings a user compares
+and the tested checkpoint's scores, train/lr, and figures at the steps of the scalars they belong to."""
 
 import json
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -11,7 +10,7 @@ from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
 
 from skin_lightning.errors import UserError
-from skin_lightning.model.tensorboard import which_weights
+from skin_lightning.tested import which_weights
 from skin_lightning.train import train
 
 from conftest import FAST, compose_train, run_train
@@ -19,9 +18,9 @@ from conftest import FAST, compose_train, run_train
 TWO_EPOCHS = [*FAST, "experiment=demo", "trainer.max_epochs=2"]
 
 
-def events(run_dir, run: str = "") -> EventAccumulator:
-    """The events of the run's own folder, or of one of the runs add_scalars writes beside it."""
-    (folder,) = {path.parent for path in (run_dir / "tensorboard" / run).glob("events.out.tfevents.*")}
+def events(run_dir) -> EventAccumulator:
+    """The events of the run, which are all in one folder: one TensorBoard run per training run."""
+    (folder,) = {path.parent for path in (run_dir / "tensorboard").rglob("events.out.tfevents.*")}
     return EventAccumulator(str(folder), size_guidance={"images": 0, "scalars": 0, "tensors": 0}).Reload()
 
 
@@ -63,6 +62,7 @@ def test_a_finished_run_shows_every_epoch_and_the_test_scores(tmp_path, demo_roo
     val_steps = steps(accumulator, "val/balanced_accuracy")
     assert len(val_steps) == 2 and val_steps == steps(accumulator, "train/balanced_accuracy")
     assert [image.step for image in accumulator.Images("val/confusion_matrix")] == val_steps
+    assert [image.step for image in accumulator.Images("val/class_scores")] == val_steps  # each class, epochs so far
     assert len(accumulator.Images("test/confusion_matrix")) == 1
     # the per-step loss and the epoch's mean, under names that say which is which
     assert {"train/batch_loss", "train/loss"} <= set(tags) and not {"train/loss_step", "train/loss_epoch"} & set(tags)
@@ -72,6 +72,10 @@ def test_a_finished_run_shows_every_epoch_and_the_test_scores(tmp_path, demo_roo
     for name in ("accuracy", "balanced_accuracy", "macro_f1", "auroc"):
         (logged,) = accumulator.Scalars(f"test/{name}")
         assert logged.value == pytest.approx(metrics[name], abs=1e-6), name
+        (logged,) = accumulator.Scalars(f"val_tested/{name}")
+        assert logged.value == pytest.approx(metrics["validation"][name], abs=1e-6), name
+    (logged,) = accumulator.Scalars("test/recall/MEL")
+    assert logged.value == pytest.approx(metrics["per_class"]["MEL"]["recall"], abs=1e-6)
     assert summary["balanced_accuracy"] == metrics["balanced_accuracy"]
 
     settings, metric_tags = hparams_tab(accumulator)
@@ -79,23 +83,17 @@ def test_a_finished_run_shows_every_epoch_and_the_test_scores(tmp_path, demo_roo
     assert settings | {"lr": round(settings["lr"], 9)} == {
         "experiment": "?", "augment": "?", "sampler": "?", "loss": "?", "optim": "?",  # no Hydra app: no choices
         "lr": 0.002, "backbone": "resnet18", "image_size": "32", "seed": "42", "epochs": "2",
+        "tta": "none", "logit_adjustment": "None",
     }
-    assert metric_tags[:2] == ["val/balanced_accuracy", "test/balanced_accuracy"]
-    assert {"test/accuracy", "test/macro_f1", "test/auroc", "val/macro_f1", "val/auroc"} <= set(metric_tags)
+    assert metric_tags[:2] == ["test/balanced_accuracy", "val_tested/balanced_accuracy"]
+    assert {"test/accuracy", "test/macro_f1", "test/auroc", "val/balanced_accuracy"} <= set(metric_tags)
     assert all(tag in tags for tag in metric_tags)  # every HParams metric has values to show
     assert session_end(accumulator) == api_pb2.STATUS_SUCCESS
+    assert [path.name for path in (tmp_path / "tensorboard").iterdir() if path.is_dir()] == []  # no sub-runs
 
     (config,) = accumulator.Tensors("custom_scalars__config__")  # the layout travels in the tensor
     layout = layout_pb2.Layout.FromString(config.tensor_proto.string_val[0])
     charts = {chart.title: list(chart.multiline.tag) for category in layout.category for chart in category.chart}
-    assert charts["validation recall of each class"] == ["^val/recall$"]
-    assert charts["validation precision of each class"] == ["^val/precision$"]
-    for cls in ("AK", "DF", "VASC"):  # each class a run of its own, with the run's own val/<score>/<class> values
-        for score in ("recall", "precision"):
-            drawn = events(tmp_path, f"class_{cls}").Scalars(f"val/{score}")
-            assert [point.step for point in drawn] == val_steps
-            logged = accumulator.Scalars(f"val/{score}/{cls}")
-            assert [point.value for point in drawn] == pytest.approx([point.value for point in logged])
     assert charts["loss"] == ["^train/loss$", "^val/loss$"] and {"train/loss", "val/loss"} <= set(tags)
 
 
@@ -118,15 +116,16 @@ def test_an_interrupted_run_already_has_its_hparams_and_validation_scores(tmp_pa
     assert session_end(accumulator) == api_pb2.STATUS_FAILURE
     tags = accumulator.Tags()["scalars"]
     shown = {tag: accumulator.Scalars(tag)[-1].value for tag in metric_tags if tag in tags}
-    assert set(shown) == {"val/balanced_accuracy", "val/macro_f1", "val/auroc"}
+    assert set(shown) == {"val/balanced_accuracy"}  # the latest epoch's: nothing was tested
     assert all(0 <= value <= 1 for value in shown.values())
     assert not (tmp_path / "metrics.json").exists()
 
 
 @pytest.mark.slow
 def test_the_hparams_tab_names_the_recipe_and_ticks_what_a_user_compares(tmp_path, demo_root):
-    """From the command line, as a user runs it: the experiment and the presets are recorded by name."""
-    overrides = [*FAST, "experiment=demo", "loss=focal", f"data.root={demo_root}", f"hydra.run.dir={tmp_path}"]
+    """From the command line, as a user runs it: the experiment and the presets are recorded by name, and the
+    settings the command line changes are the ticked ones."""
+    overrides = ["experiment=demo", "loss=focal", *FAST, f"data.root={demo_root}", f"hydra.run.dir={tmp_path}"]
     result = run_train(overrides, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     accumulator = events(tmp_path)
@@ -134,12 +133,11 @@ def test_the_hparams_tab_names_the_recipe_and_ticks_what_a_user_compares(tmp_pat
     assert {name: settings[name] for name in ("experiment", "augment", "sampler", "loss", "optim")} == {
         "experiment": "demo", "augment": "selective", "sampler": "oversample", "loss": "focal", "optim": "adamw",
     }
-    assert ticked(accumulator) == ["augment", "experiment", "loss", "optim", "sampler"]
+    assert ticked(accumulator) == ["data.batch_size", "experiment", "image_size", "loss", "model.weights"]
 
 
 def test_the_test_figure_names_the_checkpoint_it_tested(tmp_path):
     """Not the last epoch trained: the best checkpoint is often an earlier one."""
     torch.save({"epoch": 2, "state_dict": {}}, tmp_path / "best.ckpt")
-    tested = SimpleNamespace(ckpt_path=str(tmp_path / "best.ckpt"), current_epoch=5)
-    assert which_weights(tested) == "best checkpoint (epoch 3)"
-    assert which_weights(SimpleNamespace(ckpt_path=None, current_epoch=5)) == "last weights (epoch 5)"
+    assert which_weights(str(tmp_path / "best.ckpt"), 5) == "best checkpoint (epoch 3)"
+    assert which_weights(None, 5) == "last weights (epoch 5)"

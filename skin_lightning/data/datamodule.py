@@ -237,7 +237,7 @@ class SkinDataModule(L.LightningDataModule):
         """
         if self._on_device is not None:
             return self._on_device if isinstance(self._on_device, torch.Tensor) else None
-        setting = self.cfg.get("on_device", False)
+        setting = self.cfg["on_device"]
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
         images = self.splits["train"].images
         if images is None:

@@ -116,7 +116,7 @@ def _blockers(trainer: L.Trainer) -> list[str]:
 
 def use_fast_step(model: Mapping, trainer: L.Trainer) -> bool:
     """model.fast_step: auto uses it on one CUDA device; true anywhere; false never. Says why not."""
-    setting = model.get("fast_step", False)
+    setting = model["fast_step"]
     device = trainer.strategy.root_device
     chosen = setting is True or (setting == "auto" and device.type == "cuda")
     reasons = _blockers(trainer) if chosen else []
@@ -132,7 +132,7 @@ def use_fast_step(model: Mapping, trainer: L.Trainer) -> bool:
             "model.fast_step: the whole training step %s",
             "as one CUDA graph" if device.type == "cuda" else "on static buffers",
         )
-    elif model.get("compile", False) and device.type == "cuda":
+    elif model["compile"] and device.type == "cuda":
         log.warning(
             "model.compile=true on Lightning's own loop: at small steps it can run slower than eager, its kernels "
             "still launched one by one; it pays inside the fast step (model.fast_step)"

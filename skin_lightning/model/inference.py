@@ -6,6 +6,7 @@ feed it images exactly as training did (augment.to_model_input).
 """
 
 import logging
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,15 +114,31 @@ def tta_views(batch: torch.Tensor, tta: str) -> list[torch.Tensor]:
 
 
 @torch.inference_mode()
+def predict_batches(
+    model: TrainedModel, batches: Iterable[torch.Tensor], tta: str = "none", device: torch.device | None = None
+) -> np.ndarray:
+    """Class probabilities of uint8 NHWC batches, averaged over the TTA views.
+
+    Batches rather than one array, so a split is read batch by batch where it is kept (a data loader, the
+    decoded store) instead of being copied whole first.
+    """
+    device = device or torch.device("cpu")
+    network = model.network.to(device)
+    out = []
+    for images in batches:
+        batch = to_model_input(torch.as_tensor(images).to(device))
+        probs = torch.stack([network(view).float().softmax(dim=1) for view in tta_views(batch, tta)]).mean(dim=0)
+        out.append(probs.cpu().numpy())
+    return np.concatenate(out) if out else np.empty((0, len(model.classes)), dtype=np.float32)
+
+
+def array_batches(images: np.ndarray, batch_size: int) -> Iterator[torch.Tensor]:
+    """Consecutive batches of an array of images, without copying them."""
+    return (torch.from_numpy(images[start : start + batch_size]) for start in range(0, len(images), batch_size))
+
+
 def predict_probs(
     model: TrainedModel, images: np.ndarray, batch_size: int = 64, tta: str = "none", device: torch.device | None = None
 ) -> np.ndarray:
     """Class probabilities of uint8 NHWC images, averaged over the TTA views."""
-    device = device or torch.device("cpu")
-    network = model.network.to(device)
-    out = []
-    for start in range(0, len(images), batch_size):
-        batch = to_model_input(torch.from_numpy(images[start : start + batch_size]).to(device))
-        probs = torch.stack([network(view).float().softmax(dim=1) for view in tta_views(batch, tta)]).mean(dim=0)
-        out.append(probs.cpu().numpy())
-    return np.concatenate(out) if out else np.empty((0, len(model.classes)), dtype=np.float32)
+    return predict_batches(model, array_batches(images, batch_size), tta, device)

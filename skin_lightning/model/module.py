@@ -6,7 +6,6 @@ Lightning call in lightning_compat.py.
 """
 
 import lightning as L
-import numpy as np
 import torch
 from torch import nn
 
@@ -41,23 +40,19 @@ class SkinClassifier(L.LightningModule):
         self.save_hyperparameters()
         self.classes = list(classes)
         self.net = make_network(model, len(classes))
-        if model.get("channels_last", False):
+        if model["channels_last"]:
             self.net = self.net.to(memory_format=torch.channels_last)
-        if model.get("compile", False):
+        if model["compile"]:
             # in place, so state_dict keys (and checkpoints) stay those of the plain network; static shapes,
             # so the last, smaller batch adds one graph instead of making every graph shape-generic
             self.net.compile(dynamic=False)
         self.criterion = build(loss, "loss", class_counts=class_counts)
-        # keys are prefixed: "train" would clash with nn.Module.train
-        self.metrics = nn.ModuleDict({f"{stage}_": stage_metrics(len(classes)) for stage in ("train", "val", "test")})
-        self.outputs: dict[str, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {
-            "train": [],
-            "val": [],
-            "test": [],
-        }
+        # keys are prefixed: "train" would clash with nn.Module.train. The test split is not a stage here: the
+        # tested checkpoint is evaluated once after fit, outside Lightning (results.evaluation)
+        self.metrics = nn.ModuleDict({f"{stage}_": stage_metrics(len(classes)) for stage in ("train", "val")})
+        self.outputs: dict[str, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {"train": [], "val": []}
         # each stage's latest confusion matrix, for the ConfusionFigures callback
         self.confusion: dict[str, torch.Tensor] = {}
-        self.test_outputs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self.fast_step: WholeStep | None = None
         self.use_fast_step = False
         self.register_buffer("non_finite", torch.zeros((), dtype=torch.bool), persistent=False)
@@ -130,15 +125,12 @@ class SkinClassifier(L.LightningModule):
     def validation_step(self, batch, batch_idx):
         self._step(batch, "val")
 
-    def test_step(self, batch, batch_idx):
-        self._step(batch, "test")
-
     def _collect(self, stage: str) -> list[torch.Tensor]:
         """Probabilities, labels and indices of the stage's batches since its last epoch end, on the device."""
         parts, self.outputs[stage] = self.outputs[stage], []
         return [torch.cat(part) for part in zip(*parts)] if parts else []
 
-    def _epoch_end(self, stage: str) -> list[torch.Tensor]:
+    def _epoch_end(self, stage: str) -> None:
         outputs = self._collect(stage)
         if outputs:
             self.metrics[f"{stage}_"].update(outputs[0], outputs[1])
@@ -148,7 +140,6 @@ class SkinClassifier(L.LightningModule):
         # torchmetrics already reduced the states over ranks: sync_dist only averages equal values
         self.log_dict({f"{stage}/{name}": value for name, value in scalars.items()}, sync_dist=True)
         self.confusion[stage] = values["confusion_matrix"]
-        return outputs
 
     def on_train_epoch_end(self):
         self._epoch_end("train")
@@ -162,21 +153,6 @@ class SkinClassifier(L.LightningModule):
 
     def on_validation_epoch_end(self):
         self._epoch_end("val")
-
-    def on_test_epoch_end(self):
-        outputs = self._epoch_end("test")
-        if self.trainer.world_size > 1:
-            # every rank tested its own share, padded with repeats to equal sizes: gather them all
-            outputs = [self.all_gather(part).flatten(0, 1) for part in outputs]
-        probs, labels, indices = (part.cpu() for part in outputs)
-        _, first = np.unique(indices.numpy(), return_index=True)
-        keep = torch.from_numpy(first)
-        self.test_outputs = [(probs[keep], labels[keep], indices[keep])]
-
-    def test_predictions(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Probabilities, true labels and dataset indices of the last test run: each image once, by index."""
-        probs, labels, indices = (torch.cat(parts).numpy() for parts in zip(*self.test_outputs))
-        return probs, labels, indices
 
     def configure_optimizers(self):
         optim = self.hparams.optim

@@ -1,65 +1,69 @@
-"""What TensorBoard shows of a run, from its first epoch on, even if the run never finishes.
+"""What TensorBoard shows of a run: one TensorBoard run per training run, from its first epoch on.
 
-- HParams: the settings a user compares between runs are written when fitting starts, with the
-  validation and test scores as its metrics; TensorBoard reads each metric's latest scalar, so the
-  validation scores follow every epoch and the test scores appear once the run has tested. A run
-  that ends says so (success or failure); one that was killed shows no end.
-- Custom Scalars: the classes' validation recall, and their precision, in one chart each, each class
-  its own line, colour and name; train against validation loss and balanced accuracy.
-- Scalars: the learning rate under train/, and no bare `epoch` curve above the others.
-- Images: the validation confusion matrix of every epoch, and the tested checkpoint's.
+- HParams: the run's settings (those a sweep varies ticked first) and a short trial name are written when
+  fitting starts; the metrics are the tested checkpoint's test and validation scores, written once it has
+  been evaluated, beside the latest epoch's validation score, which a run still training (or killed) shows.
+  A run that ends says how: success, or failure (an error, Ctrl-C, SIGTERM).
+- Scalars: every epoch's train/* and val/* scores, train/lr, and test/* and val_tested/*, the tested
+  checkpoint's numbers as the report has them; no bare `epoch` curve above the others.
+- Images: each validation epoch's confusion matrix, and each class's recall and precision over the epochs so
+  far (one colour and name a class); the tested checkpoint's test confusion matrix.
+- Custom Scalars: train against validation loss, balanced accuracy and macro F1.
 """
 
 import time
-from collections.abc import Mapping
-from pathlib import Path
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import lightning as L
+import matplotlib.pyplot as plt
+import numpy as np
 from google.protobuf import struct_pb2
 from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.compat.proto.summary_pb2 import Summary
 from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 from torch.utils.tensorboard import SummaryWriter
 
-from skin_lightning.model.checkpoints import checkpoint_epoch
+from skin_lightning.model.class_curves import CLASS_SCORES, class_curves_figure
 from skin_lightning.model.confusion import confusion_figure
 from skin_lightning.model.lightning_compat import add_summary, logged_step
+from skin_lightning.model.metrics import HEADLINE, PER_CLASS
 
-# The HParams tab ticks the first five metrics and the first five settings; the rest are one click away.
-HPARAMS_METRICS = (
-    "val/balanced_accuracy", "test/balanced_accuracy", "test/accuracy", "test/macro_f1", "test/auroc",
-    "val/macro_f1", "val/auroc",
-)
-# The tab lists settings marked as differing between runs first: these five are the ones ticked.
-TICKED = ("experiment", "augment", "sampler", "loss", "optim")
-# Each class's validation scores also go to a TensorBoard run of its own, <run>/tensorboard/class_<CLASS>, under
-# these tags: a chart of one tag then draws each class in its own colour, with its name on the line's run.
-CLASS_RUN_TAGS = ("recall", "precision")
+# The HParams tab shows the first five metrics and ticks five settings, those marked as differing first.
+HPARAMS_METRICS = {
+    "test/balanced_accuracy": "test balanced accuracy",
+    "val_tested/balanced_accuracy": "val balanced accuracy (tested checkpoint)",
+    "test/accuracy": "test accuracy",
+    "test/macro_f1": "test macro F1",
+    "val/balanced_accuracy": "val balanced accuracy (latest epoch)",
+    "test/auroc": "test AUROC",
+    "val_tested/macro_f1": "val macro F1 (tested checkpoint)",
+    "val_tested/auroc": "val AUROC (tested checkpoint)",
+}
+TICKED_COLUMNS = 5
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """A run's HParams entry (run_settings.compared_settings builds it from the Hydra config)."""
+
+    values: Mapping[str, str | float]  # whole numbers as text: the tab prints numbers as 42.000
+    ticked: tuple[str, ...]  # marked as differing: the columns the tab shows before any click
+    trial: str  # the trial (session group) name the tab lists the run under
 
 
 class RunLogger(TensorBoardLogger):
-    """Lightning's TensorBoard logger without the `epoch` scalar it adds to every epoch-level log.
-
-    Steps are optimizer steps for every curve; the confusion-matrix images name their epoch.
-    """
+    """Lightning's TensorBoard logger without the `epoch` scalar it adds to every epoch-level log."""
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         super().log_metrics({name: value for name, value in metrics.items() if name != "epoch"}, step)
 
 
-def compared_settings(cfg: Mapping, choices: Mapping[str, str | None]) -> dict[str, str | float]:
-    """The settings a user compares between runs, as HParams columns: the chosen recipe and presets by name
-    (Hydra's group choices, "?" when the config was composed outside a Hydra app) and the numbers that size the
-    run. Whole numbers are written as text, which the tab prints as they are (it prints numbers as 42.000)."""
-    model = cfg["model"]
-    return {
-        **{group: choices.get(group) or ("none" if group == "experiment" and choices else "?") for group in TICKED},
-        "lr": float(cfg["optim"]["lr"]),
-        "backbone": str(model.get("arch") or model.get("name")),
-        "image_size": str(cfg["data"]["image_size"]),
-        "seed": str(cfg["seed"]),
-        "epochs": str(cfg["trainer"]["max_epochs"]),
-    }
+def _writers(trainer: L.Trainer) -> list[SummaryWriter]:
+    if not trainer.is_global_zero:
+        return []
+    return [logger.experiment for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
 
 
 def _hparams_summary(tag: str, **data) -> Summary:
@@ -67,24 +71,29 @@ def _hparams_summary(tag: str, **data) -> Summary:
     return Summary(value=[Summary.Value(tag=tag, metadata=metadata.create_summary_metadata(content))])
 
 
-def hparams_summaries(settings: Mapping[str, str | float]) -> list[Summary]:
-    """The experiment (which settings and metrics the tab has columns for) and this run's session start."""
+def hparams_summaries(settings: RunSettings) -> list[Summary]:
+    """The experiment (which settings and metrics the tab has columns for) and this run's session start.
+
+    TensorBoard reads the experiment of one run of its log folder: the runs of one sweep all write the same.
+    """
     infos = [
         api_pb2.HParamInfo(
             name=name,
             type=api_pb2.DATA_TYPE_STRING if isinstance(value, str) else api_pb2.DATA_TYPE_FLOAT64,
-            differs=name in TICKED,
+            differs=name in settings.ticked,
         )
-        for name, value in settings.items()
+        for name, value in settings.values.items()
     ]
-    experiment = api_pb2.Experiment(
-        hparam_infos=infos, metric_infos=[api_pb2.MetricInfo(name=api_pb2.MetricName(tag=t)) for t in HPARAMS_METRICS]
-    )
+    metrics = [
+        api_pb2.MetricInfo(name=api_pb2.MetricName(tag=tag), display_name=shown)
+        for tag, shown in HPARAMS_METRICS.items()
+    ]
+    experiment = api_pb2.Experiment(hparam_infos=infos, metric_infos=metrics)
     values = {
         name: struct_pb2.Value(string_value=value) if isinstance(value, str) else struct_pb2.Value(number_value=value)
-        for name, value in settings.items()
+        for name, value in settings.values.items()
     }
-    start = plugin_data_pb2.SessionStartInfo(hparams=values, start_time_secs=time.time())
+    start = plugin_data_pb2.SessionStartInfo(hparams=values, group_name=settings.trial, start_time_secs=time.time())
     return [
         _hparams_summary(metadata.EXPERIMENT_TAG, experiment=experiment),
         _hparams_summary(metadata.SESSION_START_INFO_TAG, session_start_info=start),
@@ -94,7 +103,6 @@ def hparams_summaries(settings: Mapping[str, str | float]) -> list[Summary]:
 def layout() -> dict:
     """Custom Scalars charts; tags are regular expressions, anchored so val/loss never matches val/loss_x."""
     return {
-        "classes": {f"validation {name} of each class": ["Multiline", [f"^val/{name}$"]] for name in CLASS_RUN_TAGS},
         "train vs validation": {
             "loss": ["Multiline", ["^train/loss$", "^val/loss$"]],
             "balanced accuracy": ["Multiline", ["^train/balanced_accuracy$", "^val/balanced_accuracy$"]],
@@ -103,23 +111,58 @@ def layout() -> dict:
     }
 
 
+def _end(trainer: L.Trainer, status: int) -> None:
+    for writer in _writers(trainer):
+        end = plugin_data_pb2.SessionEndInfo(status=status, end_time_secs=time.time())
+        add_summary(writer, _hparams_summary(metadata.SESSION_END_INFO_TAG, session_end_info=end))
+        writer.flush()
+
+
+@contextmanager
+def run_status(trainer: L.Trainer, ends_run: bool) -> Iterator[None]:
+    """Marks the run failed in HParams if the block raises (also Ctrl-C and SIGTERM); successful if it does not
+    and `ends_run`. A process killed outright (kill -9, out of memory) can write nothing: its status stays
+    unknown, like a running run's, until it is resumed."""
+    try:
+        yield
+    except BaseException:
+        _end(trainer, api_pb2.STATUS_FAILURE)
+        raise
+    if ends_run:
+        _end(trainer, api_pb2.STATUS_SUCCESS)
+
+
+def log_tested(trainer: L.Trainer, summary: dict, which: str) -> None:
+    """The tested checkpoint's scores exactly as metrics.json has them: test/* and val_tested/* scalars (the
+    HParams columns), and the test confusion matrix, at the step of the last epoch's scalars."""
+    step = logged_step(trainer)
+    scalars = {f"test/{name}": summary[name] for name in HEADLINE}
+    scalars |= {
+        f"test/{score}/{cls}": row[score] for cls, row in summary["per_class"].items() for score in PER_CLASS
+    }
+    validation = summary.get("validation", {})
+    scalars |= {f"val_tested/{name}": validation[name] for name in HEADLINE if name in validation}
+    figure = confusion_figure(np.array(summary["confusion_matrix"]), summary["classes"], title=f"test, {which}")
+    for writer in _writers(trainer):
+        for tag, value in scalars.items():
+            if value is not None:
+                writer.add_scalar(tag, value, step)
+        writer.add_figure("test/confusion_matrix", figure, step, close=False)
+        writer.flush()
+    plt.close(figure)
+
+
 class RunTensorBoard(L.Callback):
-    """Writes the HParams entry and the Custom Scalars layout at fit start, each class's validation scores to its
-    own run after every validation of the fit, and the run's end; logs train/lr every epoch."""
+    """Writes the HParams entry and the Custom Scalars layout at fit start, train/lr every epoch, and after
+    every validation of the fit the figure of each class's scores so far (kept in checkpoints for a resume)."""
 
-    def __init__(self, settings: Mapping[str, str | float], classes: list[str]):
-        self.settings = dict(settings)
+    def __init__(self, settings: RunSettings, classes: list[str]):
+        self.settings = settings
         self.classes = list(classes)
-        self.class_writers: dict[tuple[str, str], SummaryWriter] = {}
-
-    @staticmethod
-    def _writers(trainer: L.Trainer) -> list:
-        if not trainer.is_global_zero:
-            return []
-        return [logger.experiment for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
+        self.history: list[dict[str, float]] = []
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        for writer in self._writers(trainer):
+        for writer in _writers(trainer):
             for summary in hparams_summaries(self.settings):
                 add_summary(writer, summary)
             writer.add_custom_scalars(layout())
@@ -128,37 +171,28 @@ class RunTensorBoard(L.Callback):
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or trainer.state.fn != "fit":
             return
-        step = logged_step(trainer)  # the step of this epoch's val/* scalars
         metrics = trainer.callback_metrics
-        for writer in self._writers(trainer):
-            for cls in self.classes:
-                tags = {name: f"val/{name}/{cls}" for name in CLASS_RUN_TAGS}
-                scores = {name: metrics[tag] for name, tag in tags.items() if tag in metrics}
-                if not scores:
-                    continue
-                if (writer.log_dir, cls) not in self.class_writers:
-                    self.class_writers[writer.log_dir, cls] = SummaryWriter(Path(writer.log_dir) / f"class_{cls}")
-                class_writer = self.class_writers[writer.log_dir, cls]
-                for name, value in scores.items():
-                    class_writer.add_scalar(f"val/{name}", float(value), step)
-                class_writer.flush()  # a run killed later keeps its curves
+        scores = {
+            f"{score}/{cls}": float(metrics[f"val/{score}/{cls}"])
+            for score in CLASS_SCORES
+            for cls in self.classes
+            if f"val/{score}/{cls}" in metrics
+        }
+        self.history = [*self.history[: trainer.current_epoch], scores]
+        writers = _writers(trainer)
+        if not writers:
+            return
+        figure = class_curves_figure(self.history, self.classes, f"val, epoch {trainer.current_epoch + 1}")
+        for writer in writers:
+            writer.add_figure("val/class_scores", figure, logged_step(trainer), close=False)
+            writer.flush()  # a run killed later keeps its figures
+        plt.close(figure)
 
-    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        for class_writer in self.class_writers.values():
-            class_writer.close()
-        self.class_writers.clear()
+    def state_dict(self) -> dict:
+        return {"history": self.history}
 
-    def _end(self, trainer: L.Trainer, status: int) -> None:
-        for writer in self._writers(trainer):
-            end = plugin_data_pb2.SessionEndInfo(status=status, end_time_secs=time.time())
-            add_summary(writer, _hparams_summary(metadata.SESSION_END_INFO_TAG, session_end_info=end))
-            writer.flush()
-
-    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._end(trainer, api_pb2.STATUS_SUCCESS)
-
-    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        self._end(trainer, api_pb2.STATUS_FAILURE)
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.history = list(state_dict.get("history", []))
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """The rate the epoch starts at (a cosine schedule moves it every step)."""
@@ -167,34 +201,19 @@ class RunTensorBoard(L.Callback):
             pl_module.log("train/lr", lr, on_step=False, on_epoch=True, batch_size=1)
 
 
-def which_weights(trainer: L.Trainer) -> str:
-    """Which weights a test ran on, for the test figure's title: "best checkpoint (epoch 3)"."""
-    if trainer.ckpt_path:
-        return f"{Path(trainer.ckpt_path).stem} checkpoint (epoch {checkpoint_epoch(trainer.ckpt_path)})"
-    return f"last weights (epoch {trainer.current_epoch})"
-
-
 class ConfusionFigures(L.Callback):
-    """The confusion matrix of every validation epoch, and of the test, as TensorBoard figures.
-
-    Validation figures name their epoch; the test figure names the checkpoint it tested and the epoch that
-    checkpoint was written in, which is rarely the last one trained.
-    """
+    """The confusion matrix of every validation epoch as a TensorBoard figure, titled with its epoch."""
 
     def __init__(self, classes: list[str]):
         self.classes = list(classes)
 
-    def _add(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str, title: str) -> None:
-        tensorboards = [logger for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
-        if not tensorboards or not trainer.is_global_zero or stage not in pl_module.confusion:
-            return
-        figure = confusion_figure(pl_module.confusion[stage].cpu().numpy(), self.classes, title=title)
-        for logger in tensorboards:
-            logger.experiment.add_figure(f"{stage}/confusion_matrix", figure, logged_step(trainer))
-
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.sanity_checking:
-            self._add(trainer, pl_module, "val", f"val, epoch {trainer.current_epoch + 1}")
+        writers = _writers(trainer)
+        if trainer.sanity_checking or not writers or "val" not in pl_module.confusion:
+            return
+        title = f"val, epoch {trainer.current_epoch + 1}"
+        figure = confusion_figure(pl_module.confusion["val"].cpu().numpy(), self.classes, title=title)
+        for writer in writers:
+            writer.add_figure("val/confusion_matrix", figure, logged_step(trainer), close=False)
+        plt.close(figure)
 
-    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._add(trainer, pl_module, "test", f"test, {which_weights(trainer)}")
