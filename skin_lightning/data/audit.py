@@ -60,6 +60,13 @@ class Audit:
                 first.setdefault(int(cluster), other)
         return [str(first.get(int(cluster), "")) for cluster in self.clusters_of(paths)]
 
+    def training_twins(self, test: list[Path], training: list[Path], left_out: list[Path]) -> tuple[list[str], int]:
+        """Each test image's copy among `training` (or ""), and how many other test images have copies only among
+        `left_out` (label conflicts): the audit counts those as Train-Test copies, a run scores them as unseen."""
+        twins = self.twins(test, training)
+        dropped = self.twins(test, left_out) if left_out else [""] * len(test)
+        return twins, sum(1 for twin, other in zip(twins, dropped) if other and not twin)
+
 
 def run_audit(paths: list[Path], images: np.ndarray) -> Audit:
     """Audit decoded `images` (uint8 NHWC, row i is paths[i])."""

@@ -175,15 +175,10 @@ class SkinDataModule(L.LightningDataModule):
         return {"train": train.subset(kept), "val": train.subset(held), "test": test}
 
     def test_twins(self) -> tuple[list[str], int]:
-        """For each test image (in test split order): a copy of it in the train or val split, or "".
-
-        Also the count of the other test images whose only copies were left out of training as label conflicts:
-        the audit counts them as Train-Test copies, the run scores them as unseen, and the report says so.
-        """
-        test = self.samples("test").paths
-        twins = self.audit().twins(test, self.samples("train").paths + self.samples("val").paths)
-        left_out = self.audit().twins(test, self.dropped.paths) if len(self.dropped) else [""] * len(test)
-        return twins, sum(1 for twin, dropped in zip(twins, left_out) if dropped and not twin)
+        """Each test image's copy in the train or val split (or ""), and the test images whose only copies were
+        left out as label conflicts (Audit.training_twins)."""
+        training = self.samples("train").paths + self.samples("val").paths
+        return self.audit().training_twins(self.samples("test").paths, training, self.dropped.paths)
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
