@@ -75,12 +75,11 @@ def evaluate(cfg: DictConfig, trainer: L.Trainer, module: SkinClassifier, datamo
     """The tested checkpoint's one evaluation (results.evaluation), on the first process alone: under DDP the
     other processes return after fit, and this one predicts every image of each split, outside Lightning."""
     checkpoint = tested_checkpoint(trainer)
-    model = tested_model(checkpoint, module)
     validating = trainer.limit_val_batches != 0 and len(datamodule.samples("val")) > 0
     twins, copies_left_out = datamodule.test_twins()
     with run_status(trainer, ends_run=True):
         summary = evaluate_tested(
-            model,
+            tested_model(checkpoint, module),
             datamodule_split(datamodule, "test"),
             datamodule_split(datamodule, "val") if validating else None,
             tta=cfg.tta,
