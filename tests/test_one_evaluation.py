@@ -6,6 +6,7 @@ import io
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
@@ -18,6 +19,7 @@ from conftest import FAST, run_train
 HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1", "auroc")
 
 
+@pytest.mark.slow  # a sweep of four training jobs
 def test_tensorboard_hparams_reports_and_summary_agree(demo_root, tmp_path):
     sweep = tmp_path / "sweep"
     overrides = ["-m", "experiment=demo", *FAST, f"data.root={demo_root}", f"hydra.sweep.dir={sweep}"]
