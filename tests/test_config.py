@@ -178,3 +178,30 @@ def test_unknown_group_choices_and_keys_are_hydras_own_errors():
         compose_train(["loss=foo", "data.root=/anywhere"])
     with pytest.raises(ConfigCompositionException, match=r"optim\.momentm"):
         compose_train(["optim.momentm=0.9", "data.root=/anywhere"])
+
+
+def _choices(path: Path) -> dict:
+    """The group choices a config's defaults list names, as {group: choice}."""
+    entries = OmegaConf.to_container(OmegaConf.load(path)).get("defaults", [])
+    return {
+        key.removeprefix("override /"): value
+        for entry in entries
+        if isinstance(entry, dict)
+        for key, value in entry.items()
+    }
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_an_experiment_states_only_what_differs_from_the_defaults(name):
+    """A recipe that restates a default hides what it changes: every group it picks and every value it sets, but
+    its data scale (which holds whichever data= is chosen), differs from the default run's."""
+    path = Path(CONFIG_DIR) / "experiment" / f"{name}.yaml"
+    defaults = _choices(Path(CONFIG_DIR) / "train.yaml")
+    for group, choice in _choices(path).items():
+        assert defaults.get(group) != choice, f"{name} picks {group}={choice}, the default"
+    default_run = OmegaConf.to_container(compose_train([]), resolve=False)
+    for section, values in OmegaConf.to_container(OmegaConf.load(path)).items():
+        if section in ("defaults", "data") or not isinstance(values, dict):
+            continue
+        for key, value in values.items():
+            assert default_run.get(section, {}).get(key) != value, f"{name} sets {section}.{key}={value}, the default"
