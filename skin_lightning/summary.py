@@ -11,6 +11,7 @@ from hydra.types import RunMode
 from omegaconf import OmegaConf
 
 from skin_lightning.errors import UserError
+from skin_lightning.model.tensorboard import mark_killed_runs
 from skin_lightning.results.sweep import job_rows, reference_configuration
 from skin_lightning.results.sweep_summary import write_summary
 
@@ -35,6 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reference", help="configuration to compare with (default: the first job's)")
     args = parser.parse_args(argv)
     try:
+        mark_killed_runs(args.sweep_dir)
         rows = job_rows(args.sweep_dir)[0]
         if not rows:
             raise UserError(f"{args.sweep_dir} holds no sweep jobs (no */.hydra/overrides.yaml)")

@@ -2,14 +2,22 @@
 and the tested checkpoint's scores, train/lr, and figures at the steps of the scalars they belong to."""
 
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
+from torch.utils.tensorboard import SummaryWriter
 
 from skin_lightning.errors import UserError
+from skin_lightning.model.tensorboard import RUNNING, mark_killed_runs
 from skin_lightning.tested import which_weights
 from skin_lightning.train import train
 
@@ -141,3 +149,47 @@ def test_the_test_figure_names_the_checkpoint_it_tested(tmp_path):
     torch.save({"epoch": 2, "state_dict": {}}, tmp_path / "best.ckpt")
     assert which_weights(str(tmp_path / "best.ckpt"), 5) == "best checkpoint (epoch 3)"
     assert which_weights(None, 5) == "last weights (epoch 5)"
+
+
+def _run_folder(root, name: str, host: str, pid: int):
+    """A run folder whose TensorBoard run started (settings written) and whose process is `pid` on `host`."""
+    writer = SummaryWriter(log_dir=str(root / name / "tensorboard"))
+    writer.add_scalar("val/loss", 1.0, 0)
+    writer.close()
+    (root / name / "tensorboard" / RUNNING).write_text(f"{host} {pid}\n")
+    return root / name / "tensorboard"
+
+
+def test_a_run_whose_process_died_is_marked_failed_and_live_or_remote_runs_are_left_alone(tmp_path):
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = _run_folder(tmp_path, "killed", socket.gethostname(), int(finished.stdout))
+    alive = _run_folder(tmp_path, "running", socket.gethostname(), os.getpid())
+    remote = _run_folder(tmp_path, "on_a_node", "another-host", int(finished.stdout))
+    assert mark_killed_runs(tmp_path) == [dead]
+    assert session_end(EventAccumulator(str(dead)).Reload()) == api_pb2.STATUS_FAILURE
+    assert not (dead / RUNNING).exists()
+    for folder in (alive, remote):  # nothing written: no HParams data at all
+        with pytest.raises(KeyError, match="hparams"):
+            EventAccumulator(str(folder)).Reload().PluginTagToContent("hparams")
+        assert (folder / RUNNING).exists()
+    assert mark_killed_runs(tmp_path) == []  # marked once
+
+
+@pytest.mark.slow
+def test_a_run_killed_outright_is_marked_failed_by_the_next_run_beside_it(tmp_path, demo_root):
+    runs = tmp_path / "runs"
+    command = [sys.executable, "-m", "skin_lightning.train", "experiment=demo", f"data.root={demo_root}",
+               "model.weights=none", "trainer.max_epochs=50", f"output_dir={runs / 'killed'}"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pid_file = runs / "killed" / "tensorboard" / RUNNING
+    for _ in range(600):
+        if pid_file.exists() or process.poll() is not None:
+            break
+        time.sleep(0.5)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert pid_file.exists()  # nothing could clean up after kill -9
+    train(compose_train([*TWO_EPOCHS, f"data.root={demo_root}", f"output_dir={runs / 'next'}"]))
+    assert session_end(events(runs / "killed")) == api_pb2.STATUS_FAILURE
+    assert session_end(events(runs / "next")) == api_pb2.STATUS_SUCCESS
+    assert not pid_file.exists() and not (runs / "next" / "tensorboard" / RUNNING).exists()

@@ -3,7 +3,9 @@
 - HParams: the run's settings (those a sweep varies ticked first) and a short trial name are written when
   fitting starts; the metrics are the tested checkpoint's test and validation scores, written once it has
   been evaluated, beside the latest epoch's validation score, which a run still training (or killed) shows.
-  A run that ends says how: success, or failure (an error, Ctrl-C, SIGTERM).
+  A run that ends says how: success, or failure (an error, Ctrl-C, SIGTERM). A run killed outright (kill -9,
+  out of memory) writes nothing more; its `running.pid` file lets the next run or `skin-summary` beside it
+  mark it failed (`mark_killed_runs`).
 - Scalars: every epoch's train/* and val/* scores, train/lr, and test/* and val_tested/*, the tested
   checkpoint's numbers as the report has them; no bare `epoch` curve above the others.
 - Images: each validation epoch's confusion matrix, and each class's recall and precision over the epochs so
@@ -11,10 +13,14 @@
 - Custom Scalars: train against validation loss, balanced accuracy and macro F1.
 """
 
+import logging
+import os
+import socket
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import lightning as L
 import matplotlib.pyplot as plt
@@ -30,6 +36,7 @@ from skin_lightning.model.confusion import confusion_figure
 from skin_lightning.model.lightning_compat import add_summary, logged_step
 from skin_lightning.model.metrics import HEADLINE, PER_CLASS
 
+log = logging.getLogger(__name__)
 # The HParams tab shows the first five metrics and ticks five settings, those marked as differing first.
 HPARAMS_METRICS = {
     "test/balanced_accuracy": "test balanced accuracy",
@@ -111,11 +118,46 @@ def layout() -> dict:
     }
 
 
+RUNNING = "running.pid"  # beside a TensorBoard run's events while its process lives: "host pid"
+
+
+def _write_end(writer: SummaryWriter, status: int) -> None:
+    end = plugin_data_pb2.SessionEndInfo(status=status, end_time_secs=time.time())
+    add_summary(writer, _hparams_summary(metadata.SESSION_END_INFO_TAG, session_end_info=end))
+    writer.flush()
+    (Path(writer.log_dir) / RUNNING).unlink(missing_ok=True)
+
+
 def _end(trainer: L.Trainer, status: int) -> None:
     for writer in _writers(trainer):
-        end = plugin_data_pb2.SessionEndInfo(status=status, end_time_secs=time.time())
-        add_summary(writer, _hparams_summary(metadata.SESSION_END_INFO_TAG, session_end_info=end))
-        writer.flush()
+        _write_end(writer, status)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def mark_killed_runs(root: Path) -> list[Path]:
+    """Marks failed in HParams every TensorBoard run under `root` whose process, on this machine, died without
+    writing its end (kill -9, out of memory), so it no longer shows "Unknown" like a running run. Runs of
+    other machines (a cluster's nodes) are left alone: their processes cannot be seen from here."""
+    marked = []
+    for pid_file in sorted(Path(root).glob(f"**/{RUNNING}")):
+        host, _, pid = pid_file.read_text().strip().rpartition(" ")
+        if host != socket.gethostname() or not pid.isdigit() or _alive(int(pid)):
+            continue
+        writer = SummaryWriter(log_dir=str(pid_file.parent))
+        _write_end(writer, api_pb2.STATUS_FAILURE)
+        writer.close()
+        log.warning("%s: its process died without ending the run; marked failed in TensorBoard", pid_file.parent)
+        marked.append(pid_file.parent)
+    return marked
 
 
 @contextmanager
@@ -163,10 +205,12 @@ class RunTensorBoard(L.Callback):
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         for writer in _writers(trainer):
+            mark_killed_runs(Path(writer.log_dir).parent.parent)  # this run's siblings, and itself when resumed
             for summary in hparams_summaries(self.settings):
                 add_summary(writer, summary)
             writer.add_custom_scalars(layout())
             writer.flush()
+            (Path(writer.log_dir) / RUNNING).write_text(f"{socket.gethostname()} {os.getpid()}\n")
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or trainer.state.fn != "fit":
