@@ -184,7 +184,8 @@ def ceilings(
     """Forward, backward and step on one random batch already in memory: what the network alone can do,
     launched op by op ("eager") and, on a GPU, replayed as one captured CUDA graph ("graph")."""
     device = torch.device("cuda" if CUDA else "cpu")
-    model = torchvision_network(arch, 8).to(device, memory_format=torch.channels_last).train()
+    model = torchvision_network(arch, 8, weights="none", freeze_backbone=False)
+    model = model.to(device, memory_format=torch.channels_last).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, fused=CUDA or None)
     inputs = torch.randn(batch, 3, size, size, device=device).contiguous(memory_format=torch.channels_last)
     labels = torch.randint(0, 8, (batch,), device=device)

@@ -36,6 +36,8 @@ FAST = [
     "trainer.enable_progress_bar=false",
     "trainer.log_every_n_steps=1",
 ]
+# a network as a test builds it: no download, every layer trained (the YAML defaults are imagenet and false)
+FROM_SCRATCH = {"weights": "none", "freeze_backbone": False}
 
 
 def pytest_collection_modifyitems(config, items) -> None:

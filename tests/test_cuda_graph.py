@@ -9,6 +9,8 @@ from skin_lightning.model.fast_step import WholeStep
 from skin_lightning.model.losses import cross_entropy
 from skin_lightning.model.networks import torchvision_network
 
+from conftest import FROM_SCRATCH
+
 STEPS = 6  # two warm-up steps on a side stream, the capture, then three replays
 
 
@@ -26,7 +28,7 @@ def test_captured_step_gives_the_eager_steps_losses_and_weights(name, monkeypatc
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
     device = torch.device("cuda")
     torch.manual_seed(0)
-    eager = torchvision_network("resnet18", 4).to(device, memory_format=torch.channels_last)
+    eager = torchvision_network("resnet18", 4, **FROM_SCRATCH).to(device, memory_format=torch.channels_last)
     captured = copy.deepcopy(eager)
     eager_loss, captured_loss = cross_entropy([5, 3, 2, 1]).to(device), cross_entropy([5, 3, 2, 1]).to(device)
     step = WholeStep(captured, captured_loss, optimizer_of(name, captured), "32-true", warmup=2)

@@ -19,7 +19,7 @@ from skin_lightning.explain import explain, overlay_grid
 from skin_lightning.model.cam import choose_layer, class_maps
 from skin_lightning.model.networks import torchvision_network
 
-from conftest import compose_config
+from conftest import FROM_SCRATCH, compose_config
 
 SIZE = 84
 CORNERS = ((0.25, 0.25), (0.25, 0.75), (0.75, 0.25), (0.75, 0.75))
@@ -65,7 +65,7 @@ def corner_maps():
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     images, labels, _ = corner_images(160, rng)
-    network = torchvision_network("resnet18", len(LESION_COLOURS)).to(memory_format=torch.channels_last)
+    network = torchvision_network("resnet18", len(LESION_COLOURS), **FROM_SCRATCH).to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(network.parameters(), lr=1e-3)
     network.train()
     for _ in range(3):
@@ -91,7 +91,8 @@ def corner_maps():
         predicted = network(batch).argmax(dim=1).numpy()
     layer, grid = choose_layer(network, SIZE)
     # Model randomisation as Adebayo et al. do it, all layers at once: the architecture's own initialisation.
-    untrained = torchvision_network("resnet18", len(LESION_COLOURS)).to(memory_format=torch.channels_last).eval()
+    untrained = torchvision_network("resnet18", len(LESION_COLOURS), **FROM_SCRATCH)
+    untrained = untrained.to(memory_format=torch.channels_last).eval()
     maps = {
         "trained": class_maps(network, batch, predicted, layer, "gradcam"),
         "untrained": class_maps(untrained, batch, predicted, layer, "gradcam"),
@@ -108,15 +109,15 @@ def peak_inside(maps: np.ndarray, masks: np.ndarray) -> np.ndarray:
 
 
 def test_default_layer_is_the_deepest_with_a_6x6_grid():
-    resnet = torchvision_network("resnet18", 8)
+    resnet = torchvision_network("resnet18", 8, **FROM_SCRATCH)
     assert choose_layer(resnet, 84) == ("layer3", (6, 6))
     assert choose_layer(resnet, 48) == ("layer2", (6, 6))
     assert choose_layer(resnet, 224) == ("layer4", (7, 7))
-    assert choose_layer(torchvision_network("efficientnet_b0", 8), 84) == ("features.5", (6, 6))
+    assert choose_layer(torchvision_network("efficientnet_b0", 8, **FROM_SCRATCH), 84) == ("features.5", (6, 6))
 
 
 def test_a_named_layer_is_measured_and_a_bad_one_is_refused():
-    resnet = torchvision_network("resnet18", 8)
+    resnet = torchvision_network("resnet18", 8, **FROM_SCRATCH)
     assert choose_layer(resnet, 84, "layer2") == ("layer2", (11, 11))
     assert choose_layer(resnet, 84, "layer3.1.conv2") == ("layer3.1.conv2", (6, 6))
     with pytest.raises(UserError, match=r"layer=nope is not a layer .* layer3 \(6x6\), layer4 \(3x3\)"):

@@ -14,11 +14,11 @@ from skin_lightning.model.checkpoints import read_checkpoint
 from skin_lightning.model.inference import load_checkpoint
 from skin_lightning.model.timm_network import timm_network
 
-from conftest import compose_config
+from conftest import FROM_SCRATCH, compose_config
 
 
 def test_a_timm_network_has_our_classes_and_can_freeze_its_backbone():
-    network = timm_network("test_efficientnet", 3, freeze_backbone=True)
+    network = timm_network("test_efficientnet", 3, freeze_backbone=True, weights="none")
     assert network(torch.zeros(2, 3, 32, 32)).shape == (2, 3)
     trained = {name for name, parameter in network.named_parameters() if parameter.requires_grad}
     assert trained == {"classifier.weight", "classifier.bias"}
@@ -27,17 +27,17 @@ def test_a_timm_network_has_our_classes_and_can_freeze_its_backbone():
 def test_a_local_weights_file_is_loaded_and_its_head_replaced(tmp_path):
     pretrained = timm.create_model("test_resnet")
     torch.save(pretrained.state_dict(), tmp_path / "weights.pth")
-    network = timm_network("test_resnet", 3, weights=str(tmp_path / "weights.pth"))
+    network = timm_network("test_resnet", 3, weights=str(tmp_path / "weights.pth"), freeze_backbone=False)
     assert network.get_classifier().out_features == 3
     assert torch.equal(network.conv1[0].weight, pretrained.conv1[0].weight)
     torch.save({"nothing": torch.zeros(1)}, tmp_path / "wrong.pth")
     with pytest.raises(UserError, match=r"model.weights=.*wrong.pth is not a state dict for timm's test_resnet"):
-        timm_network("test_resnet", 3, weights=str(tmp_path / "wrong.pth"))
+        timm_network("test_resnet", 3, weights=str(tmp_path / "wrong.pth"), freeze_backbone=False)
 
 
 def test_a_bad_name_and_a_failed_download_are_explained(monkeypatch):
     with pytest.raises(UserError, match=r"model.name=efficientnet_b99 is not a timm model"):
-        timm_network("efficientnet_b99", 3)
+        timm_network("efficientnet_b99", 3, **FROM_SCRATCH)
 
     def offline(*args, **kwargs):
         raise OSError("no internet")
@@ -45,7 +45,7 @@ def test_a_bad_name_and_a_failed_download_are_explained(monkeypatch):
     monkeypatch.setattr(timm, "create_model", offline)
     explained = r"(?s)could not fetch timm's pretrained weights of resnet18.*model.weights=none"
     with pytest.raises(UserError, match=explained):
-        timm_network("resnet18", 3, weights="imagenet")
+        timm_network("resnet18", 3, weights="imagenet", freeze_backbone=False)
 
 
 @pytest.mark.slow
@@ -62,8 +62,8 @@ def test_the_checkpoint_rebuilds_the_timm_network_from_plain_data(timm_checkpoin
 
 @pytest.mark.slow
 def test_explain_reads_a_timm_feature_stage_with_a_6x6_grid(timm_checkpoint, demo_root, tmp_path):
-    assert choose_layer(timm_network("efficientnet_b0", 8), 84) == ("blocks.4", (6, 6))
-    assert choose_layer(timm_network("convnext_atto", 8), 84) == ("stages.1", (10, 10))
+    assert choose_layer(timm_network("efficientnet_b0", 8, **FROM_SCRATCH), 84) == ("blocks.4", (6, 6))
+    assert choose_layer(timm_network("convnext_atto", 8, **FROM_SCRATCH), 84) == ("stages.1", (10, 10))
     path = explain(
         compose_config(
             "explain", [f"ckpt_path={timm_checkpoint}", f"data.root={demo_root}", f"output_dir={tmp_path}", "count=4"]

@@ -72,9 +72,7 @@ def _imagenet_network(arch: str) -> nn.Module:
         ) from error
 
 
-def torchvision_network(
-    arch: str, num_classes: int, weights: str = "none", freeze_backbone: bool = False
-) -> nn.Module:
+def torchvision_network(arch: str, num_classes: int, weights: str, freeze_backbone: bool) -> nn.Module:
     """`weights` is "imagenet" (torchvision download), "none", or the path of a local state dict."""
     if arch not in torchvision.models.list_models(module=torchvision.models):
         raise UserError(

@@ -13,7 +13,7 @@ from skin_lightning.errors import UserError
 from skin_lightning.model.networks import freeze_all_but, load_weights_file
 
 
-def timm_network(name: str, num_classes: int, weights: str = "none", freeze_backbone: bool = False) -> nn.Module:
+def timm_network(name: str, num_classes: int, weights: str, freeze_backbone: bool) -> nn.Module:
     """`weights` is "imagenet" (timm's default pretrained weights of `name`), "none", or a local state dict."""
     if not timm.is_model(name):
         raise UserError(
