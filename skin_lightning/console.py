@@ -13,6 +13,7 @@ import lightning as L
 from hydra import compose
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch.callbacks import ModelSummary
 from omegaconf import DictConfig, OmegaConf
 
 from skin_lightning.model.lightning_compat import count_epochs_from_one
@@ -78,6 +79,11 @@ class EpochLine(L.Callback):
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         count_epochs_from_one(trainer.progress_bar_callback)
+        if trainer.is_global_zero and any(isinstance(callback, ModelSummary) for callback in trainer.callbacks):
+            log.info(
+                "the model summary's Total FLOPs reads 0: Lightning counts FLOPs only on an example input, which "
+                "is not given to it here, so the network's cost is not measured there"
+            )
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or trainer.state.fn != "fit" or not trainer.is_global_zero:
