@@ -56,9 +56,9 @@ class StopOnNonFiniteLoss(L.Callback):
 class EMAWeights(EMAWeightAveraging):
     """Lightning's exponential moving average of the weights, validated, checkpointed and tested as the model.
 
-    Lightning keeps its averaged copy after fit, and then `trainer.test(ckpt_path=...)` loads the
-    checkpoint's raw weights ("current_model_state") into the model and tests those instead of the
-    average that validation chose the checkpoint by. Dropping the copy once training ends leaves the
+    Lightning keeps its averaged copy after fit, and a checkpoint loaded back through Lightning would put the
+    raw weights ("current_model_state") in the model instead of the average that validation chose the
+    checkpoint by. Dropping the copy once training ends leaves the
     checkpoint's `state_dict`, the averaged weights, as what is validated and tested.
     """
 
