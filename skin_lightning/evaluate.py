@@ -59,8 +59,8 @@ def evaluate(cfg: DictConfig) -> dict:
     summary = evaluate_tested(
         model,
         test,
-        # the validation split of data.root, by data.val_fraction and seed, for logit_adjustment=auto's tau alone:
-        # it is the checkpoint's own validation split only if it was trained on this data with this seed
+        # the validation split of data.root, by data.val_fraction and data.split_seed, for logit_adjustment=auto's
+        # tau alone: it is the checkpoint's own validation split only if it was trained on this data with this split
         split("val") if cfg.logit_adjustment == "auto" else None,
         tta=cfg.tta,
         logit_adjustment=cfg.logit_adjustment,

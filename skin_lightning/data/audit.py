@@ -64,7 +64,7 @@ class Audit:
         """Each test image's copy among `training` (or ""), and how many other test images have copies only among
         `left_out` (label conflicts): the audit counts those as Train-Test copies, a run scores them as unseen."""
         twins = self.twins(test, training)
-        dropped = self.twins(test, left_out) if left_out else [""] * len(test)
+        dropped = self.twins(test, left_out)
         return twins, sum(1 for twin, other in zip(twins, dropped) if other and not twin)
 
 

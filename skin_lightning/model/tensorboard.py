@@ -144,11 +144,11 @@ def _alive(pid: int) -> bool:
 
 
 def mark_killed_runs(root: Path) -> list[Path]:
-    """Marks failed in HParams every TensorBoard run under `root` whose process, on this machine, died without
+    """Marks failed in HParams every run folder directly under `root` whose process, on this machine, died without
     writing its end (kill -9, out of memory), so it no longer shows "Unknown" like a running run. Runs of
     other machines (a cluster's nodes) are left alone: their processes cannot be seen from here."""
     marked = []
-    for pid_file in sorted(Path(root).glob(f"**/{RUNNING}")):
+    for pid_file in sorted(Path(root).glob(f"*/*/{RUNNING}")):  # RUN/<logger name>/running.pid, no deeper walk
         host, _, pid = pid_file.read_text().strip().rpartition(" ")
         if host != socket.gethostname() or not pid.isdigit() or _alive(int(pid)):
             continue
